@@ -1,0 +1,503 @@
+"""FAVOR / video-SALMONN as transformers models: `FavorModel` (encoders + connector + LLM body) and
+`FavorForConditionalGeneration` (+ LM head, loss, generate)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers import AutoModel, GenerationMixin, InstructBlipQFormerModel, InstructBlipVisionModel, PreTrainedModel
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from ..configuration.configuration_favor import FavorConfig
+from .connector import FavorConnector
+from .sync import sync_audio_to_frames
+from .windows import audio_frame_count
+
+WHISPER_HOP_LENGTH = 160  # mel frames are 10 ms apart
+WHISPER_FRAMES_PER_SECOND = 50  # encoder output rate
+
+# media inputs consumed at prefill only; generate() must not feed them again at the decoding steps
+MEDIA_INPUT_NAMES = (
+    "pixel_values_videos",
+    "video_frame_mask",
+    "video_is_image",
+    "qformer_input_ids",
+    "qformer_attention_mask",
+    "input_features",
+    "input_features_mask",
+    "audio_input_features",
+    "audio_input_features_mask",
+    "modality_mask",
+)
+
+
+@dataclass
+class FavorAudioVisualOutput(ModelOutput):
+    """What `get_audio_visual_features` computes, stage by stage.
+
+    embeds: (B, C_max, D) LLM-width audio-visual tokens; token_counts: (B,) how many belong to each sample.
+    visual_tokens: (B, T_v, N, Dv) visual Q-Former tokens per frame. audio_tokens: (B, S, Da) projected audio frames.
+    joint_tokens: (B, T, N, F) synchronised features. resolution_outputs: per resolution (B, C_max, H).
+    diversity_loss: scalar. frame_counts: (B,) synchronised frames with content.
+    """
+
+    embeds: torch.FloatTensor | None = None
+    token_counts: torch.LongTensor | None = None
+    visual_tokens: torch.FloatTensor | None = None
+    audio_tokens: torch.FloatTensor | None = None
+    joint_tokens: torch.FloatTensor | None = None
+    resolution_outputs: list | None = None
+    diversity_loss: torch.FloatTensor | None = None
+    frame_counts: torch.LongTensor | None = None
+
+
+@dataclass
+class FavorModelOutputWithPast(ModelOutput):
+    last_hidden_state: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    audio_visual_embeds: torch.FloatTensor | None = None
+    diversity_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class FavorCausalLMOutputWithPast(ModelOutput):
+    """loss = lm_loss + config.diversity_loss_weight * diversity_loss (both also reported on their own)."""
+
+    loss: torch.FloatTensor | None = None
+    lm_loss: torch.FloatTensor | None = None
+    diversity_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    audio_visual_embeds: torch.FloatTensor | None = None
+
+
+class FavorPreTrainedModel(PreTrainedModel):
+    config_class = FavorConfig
+    config: FavorConfig
+    base_model_prefix = "model"
+    input_modalities = ("video", "audio", "image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CausalQFormerLayer", "WhisperEncoderLayer", "InstructBlipEncoderLayer", "LlamaDecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _can_compile_fullgraph = False
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, nn.ParameterList):  # the connector's per-resolution query tokens
+            for tokens in module:
+                init.normal_(tokens, mean=0.0, std=std)
+        elif isinstance(module, FavorModel):
+            init.normal_(module.vision_query_tokens, mean=0.0, std=std)
+
+
+class FavorModel(FavorPreTrainedModel):
+    """Encoders (InstructBLIP ViT + Q-Former, Whisper encoder, optional BEATs), the causal multi-resolution Q-Former
+    connector, and the LLM body without its head."""
+
+    def __init__(self, config: FavorConfig):
+        super().__init__(config)
+        self.vision_model = InstructBlipVisionModel(config.vision_config)
+        # InstructBLIP normalises the ViT output with its own eps (ln_vision), unlike the ViT blocks
+        self.vision_model.post_layernorm.eps = config.vision_output_layer_norm_eps
+        self.vision_qformer = InstructBlipQFormerModel(config.qformer_config)
+        self.vision_query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
+        self.speech_encoder = WhisperEncoder(config.speech_config)
+        self.audio_encoder = None
+        if config.audio_config is not None:
+            from .beats import BeatsModel
+
+            self.audio_encoder = BeatsModel(config.audio_config)
+        self.connector = FavorConnector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def encoder_modules(self) -> dict[str, nn.Module]:
+        """The pretrained encoders (frozen in the papers' training recipes)."""
+        modules = {"vision_model": self.vision_model, "vision_qformer": self.vision_qformer, "speech_encoder": self.speech_encoder}
+        if self.audio_encoder is not None:
+            modules["audio_encoder"] = self.audio_encoder
+        return modules
+
+    def freeze_encoders(self, freeze: bool = True):
+        """Freeze (or unfreeze) the pretrained encoders. Frozen encoders run under `torch.no_grad()`."""
+        for module in self.encoder_modules().values():
+            module.requires_grad_(not freeze)
+        self.vision_query_tokens.requires_grad_(not freeze)
+
+    @staticmethod
+    def _grad_context(module: nn.Module):
+        trainable = any(p.requires_grad for p in module.parameters())
+        return contextlib.nullcontext() if trainable else torch.no_grad()
+
+    # -- encoders ------------------------------------------------------------------------------------------------------
+    def get_visual_tokens(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        video_frame_mask: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.FloatTensor:
+        """(B, T_v, 3, H, W) frames -> (B, T_v, num_query_tokens, Dv) instruction-aware visual tokens (zeros for
+        padding frames, which are not encoded)."""
+        batch_size, num_frames = pixel_values_videos.shape[:2]
+        if video_frame_mask is None:
+            video_frame_mask = torch.ones(batch_size, num_frames, dtype=torch.bool, device=pixel_values_videos.device)
+        video_frame_mask = video_frame_mask.bool()
+        frames = pixel_values_videos[video_frame_mask]  # (n, 3, H, W) real frames only
+        sample_of_frame = torch.arange(batch_size, device=frames.device).repeat_interleave(video_frame_mask.sum(1))
+        with self._grad_context(self.vision_model):
+            image_embeds = self.vision_model(pixel_values=frames.to(self.vision_model.dtype)).last_hidden_state
+        with self._grad_context(self.vision_qformer):
+            queries = self.vision_query_tokens.expand(frames.shape[0], -1, -1)
+            if qformer_input_ids is not None:
+                input_ids = qformer_input_ids[sample_of_frame]
+                attention_mask = torch.ones_like(input_ids) if qformer_attention_mask is None else qformer_attention_mask[sample_of_frame]
+                attention_mask = torch.cat([torch.ones(queries.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device), attention_mask], dim=1)
+            else:
+                input_ids = attention_mask = None
+            query_output = self.vision_qformer(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                query_embeds=queries,
+                encoder_hidden_states=image_embeds,
+                encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image_embeds.device),
+            ).last_hidden_state
+        tokens = query_output[:, : self.config.num_query_tokens]  # (n, N, Dv)
+        visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
+        visual[video_frame_mask] = tokens
+        return visual
+
+    def get_speech_features(self, input_features: torch.FloatTensor) -> torch.FloatTensor:
+        """(B, mel_bins, 3000 * K) log-mel -> (B, 1500 * K, d_model): each 30 s chunk through the Whisper encoder."""
+        chunk = self.speech_encoder.config.max_source_positions * 2
+        if input_features.shape[-1] % chunk:
+            raise ValueError(
+                f"input_features must hold whole {chunk}-frame (30 s) chunks, got {input_features.shape[-1]} mel frames; "
+                "pad with the Whisper feature extractor (padding='max_length') or use FavorProcessor."
+            )
+        batch_size, bins, length = input_features.shape
+        chunks = input_features.reshape(batch_size, bins, length // chunk, chunk).permute(0, 2, 1, 3).flatten(0, 1)
+        with self._grad_context(self.speech_encoder):
+            hidden = self.speech_encoder(chunks.to(self.speech_encoder.dtype)).last_hidden_state
+        return hidden.reshape(batch_size, -1, hidden.shape[-1])
+
+    def get_audio_event_features(self, audio_input_features, audio_input_features_mask=None) -> torch.FloatTensor:
+        with self._grad_context(self.audio_encoder):
+            return self.audio_encoder(
+                input_features=audio_input_features.to(self.audio_encoder.dtype), attention_mask=audio_input_features_mask
+            ).last_hidden_state
+
+    # -- the audio-visual path -----------------------------------------------------------------------------------------
+    def get_audio_visual_features(
+        self,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        video_is_image: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_input_features_mask: torch.Tensor | None = None,
+        modality_mask: torch.Tensor | None = None,
+        visual_tokens: torch.FloatTensor | None = None,
+    ) -> FavorAudioVisualOutput:
+        """Encode the media of a batch and turn them into LLM-width tokens.
+
+        Video frames: `pixel_values_videos` (B, T_v, 3, H, W) with `video_frame_mask` (B, T_v) marking real frames;
+        a sample flagged in `video_is_image` holds one image in frame 0, repeated over its audio's length.
+        Speech: `input_features` (B, 80, 3000 * K) Whisper log-mel with `input_features_mask` (B, 3000 * K).
+        Audio events: `audio_input_features` (B, F, 128) BEATs fbank with `audio_input_features_mask`.
+        `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. `visual_tokens` may replace the pixels.
+        """
+        config = self.config
+        reference = next(t for t in (pixel_values_videos, visual_tokens, input_features, audio_input_features) if t is not None)
+        batch_size, device = reference.shape[0], reference.device
+        dtype = self.connector.layer_norm.weight.dtype
+        per_frame = config.audio_frames_per_frame
+
+        # visual tokens per frame (B, T_v, N, Dv)
+        if visual_tokens is None and pixel_values_videos is not None:
+            visual_tokens = self.get_visual_tokens(pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask)
+        if visual_tokens is None:
+            visual_tokens = torch.zeros(batch_size, 0, config.num_query_tokens, config.visual_feature_size, device=device, dtype=dtype)
+            video_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+        elif video_frame_mask is not None:
+            video_counts = video_frame_mask.long().sum(1).to(device)
+        else:
+            video_counts = torch.full((batch_size,), visual_tokens.shape[1], dtype=torch.long, device=device)
+
+        # audio frames (B, S, Da), projected: [Whisper | BEATs]
+        audio_streams = []
+        if input_features is not None:
+            max_mel = None if config.max_audio_chunks is None else config.max_audio_chunks * 3000
+            input_features = input_features[..., :max_mel]
+            speech = self.connector.speech_projection(self.get_speech_features(input_features).to(dtype))
+            audio_streams.append(speech)
+            if input_features_mask is None:
+                mel_counts = torch.full((batch_size,), input_features.shape[-1], device=device)
+            else:
+                mel_counts = input_features_mask[..., :max_mel].long().sum(-1).to(device)
+            audio_counts = torch.tensor(
+                [
+                    audio_frame_count(
+                        int(m) * WHISPER_HOP_LENGTH,
+                        frame_seconds=config.frame_seconds,
+                        chunk_seconds=config.audio_chunk_seconds,
+                        max_chunks=config.max_audio_chunks,
+                        mode=config.audio_frame_mode,
+                    )
+                    for m in mel_counts.tolist()
+                ],
+                dtype=torch.long,
+                device=device,
+            )
+            if self.audio_encoder is not None:
+                rows = speech.shape[1]
+                if audio_input_features is not None:
+                    events = self.get_audio_event_features(audio_input_features, audio_input_features_mask).to(dtype)
+                    # pad BEFORE the projection: pad rows carry the projection bias, as in the official model
+                    events = nn.functional.pad(events[:, :rows], (0, 0, 0, max(0, rows - events.shape[1])))
+                else:
+                    events = speech.new_zeros(batch_size, rows, config.audio_config.encoder_embed_dim)
+                audio_streams.append(self.connector.audio_projection(events))
+            audio_tokens = torch.cat(audio_streams, dim=-1)
+        else:
+            audio_width = config.joint_feature_size - config.visual_feature_size
+            audio_tokens = torch.zeros(batch_size, 0, audio_width, device=device, dtype=dtype)
+            audio_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+
+        if video_is_image is not None and visual_tokens.shape[1] > 0:
+            # an image is shown for the whole audio (at least one frame)
+            image_frames = torch.clamp(audio_counts, min=1)
+            repeat_to = int(image_frames.max())
+            is_image = video_is_image.bool().to(device)
+            if repeat_to > visual_tokens.shape[1]:
+                visual_tokens = nn.functional.pad(visual_tokens, (0, 0, 0, 0, 0, repeat_to - visual_tokens.shape[1]))
+            visual_tokens = torch.where(is_image[:, None, None, None], visual_tokens[:, :1].expand_as(visual_tokens), visual_tokens)
+            video_counts = torch.where(is_image, image_frames, video_counts)
+
+        joint = sync_audio_to_frames(
+            visual_tokens.to(dtype), audio_tokens, video_counts, audio_counts, per_frame, modality_mask
+        )  # (B, T, N, F)
+        frame_counts = torch.maximum(video_counts, audio_counts)
+        connector_output = self.connector(joint, frame_counts)
+        return FavorAudioVisualOutput(
+            embeds=connector_output.embeds,
+            token_counts=connector_output.token_counts,
+            visual_tokens=visual_tokens,
+            audio_tokens=audio_tokens,
+            joint_tokens=joint,
+            resolution_outputs=connector_output.resolution_outputs,
+            diversity_loss=connector_output.diversity_loss,
+            frame_counts=frame_counts,
+        )
+
+    def merge_audio_visual_embeds(self, input_ids, inputs_embeds, audio_visual: FavorAudioVisualOutput):
+        """Put each sample's audio-visual tokens at its placeholder positions."""
+        token_id = self.config.audio_visual_token_id
+        if token_id is None:
+            raise ValueError("config.audio_visual_token_id is not set: the model cannot find the audio-visual placeholder.")
+        placeholder = input_ids == token_id  # (B, L)
+        found = placeholder.sum(1)
+        expected = audio_visual.token_counts.to(found.device)
+        if not torch.equal(found, expected):
+            raise ValueError(
+                f"The prompt holds {found.tolist()} audio-visual placeholder tokens (id {token_id}) per sample but the "
+                f"media produce {expected.tolist()} tokens. Build the inputs with FavorProcessor, which expands the "
+                "placeholder with the same window plan as the model."
+            )
+        embeds = audio_visual.embeds
+        keep = torch.arange(embeds.shape[1], device=embeds.device)[None, :] < expected.to(embeds.device)[:, None]
+        values = embeds[keep].to(inputs_embeds.dtype)  # (sum of counts, D), sample by sample
+        return inputs_embeds.masked_scatter(placeholder[..., None].to(inputs_embeds.device), values)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        video_is_image: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_input_features_mask: torch.Tensor | None = None,
+        modality_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> FavorModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if inputs_embeds is None:
+            placeholder_id = self.config.audio_visual_token_id
+            safe_ids = input_ids if placeholder_id is None else input_ids.masked_fill(input_ids == placeholder_id, 0)
+            inputs_embeds = self.get_input_embeddings()(safe_ids)
+
+        audio_visual = None
+        has_media = any(t is not None for t in (pixel_values_videos, input_features, audio_input_features))
+        if has_media:
+            if input_ids is None:
+                raise ValueError("Media inputs need input_ids with the audio-visual placeholder tokens.")
+            audio_visual = self.get_audio_visual_features(
+                pixel_values_videos=pixel_values_videos,
+                video_frame_mask=video_frame_mask,
+                video_is_image=video_is_image,
+                qformer_input_ids=qformer_input_ids,
+                qformer_attention_mask=qformer_attention_mask,
+                input_features=input_features,
+                input_features_mask=input_features_mask,
+                audio_input_features=audio_input_features,
+                audio_input_features_mask=audio_input_features_mask,
+                modality_mask=modality_mask,
+            )
+            inputs_embeds = self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual)
+
+        if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
+            position_ids = _positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
+
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return FavorModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_visual_embeds=None if audio_visual is None else audio_visual.embeds,
+            diversity_loss=None if audio_visual is None else audio_visual.diversity_loss,
+        )
+
+
+def _positions_after_left_padding(attention_mask: torch.Tensor, length: int) -> torch.LongTensor:
+    """Positions that start at 0 on each row's first attended token (left padding), and keep counting through any
+    later zeros (as the reference implementation does for a masked trailing token). Covers the last `length`
+    positions of the mask, so it also serves the decoding steps of generate()."""
+    total = attention_mask.shape[1]
+    leading_padding = (attention_mask.long().cumsum(-1) == 0).sum(-1, keepdim=True)
+    positions = torch.arange(total, device=attention_mask.device)[None, :] - leading_padding
+    return positions.clamp(min=0)[:, total - length :]
+
+
+class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: FavorConfig):
+        super().__init__(config)
+        self.model = FavorModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def get_audio_visual_features(self, **media) -> FavorAudioVisualOutput:
+        return self.model.get_audio_visual_features(**media)
+
+    def freeze_encoders(self, freeze: bool = True):
+        self.model.freeze_encoders(freeze)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> FavorCausalLMOutputWithPast:
+        r"""
+        Media inputs (see [`FavorModel.get_audio_visual_features`]) are keyword arguments: `pixel_values_videos`,
+        `video_frame_mask`, `video_is_image`, `qformer_input_ids`, `qformer_attention_mask`, `input_features`,
+        `input_features_mask`, `audio_input_features`, `audio_input_features_mask`, `modality_mask`.
+
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens.
+        The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation) plus
+        `config.diversity_loss_weight` times the diversity loss of the connector queries.
+        """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices, :])
+
+        loss = lm_loss = None
+        if labels is not None:
+            lm_loss = self.loss_function(
+                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch
+            )
+            loss = lm_loss
+            if outputs.diversity_loss is not None and self.config.diversity_loss_weight:
+                loss = lm_loss + self.config.diversity_loss_weight * outputs.diversity_loss.to(lm_loss.dtype)
+        return FavorCausalLMOutputWithPast(
+            loss=loss,
+            lm_loss=lm_loss,
+            diversity_loss=outputs.diversity_loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_visual_embeds=outputs.audio_visual_embeds,
+        )
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, is_first_iteration=False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, past_key_values=past_key_values, is_first_iteration=is_first_iteration, **kwargs
+        )
+        # the media were merged into the cache at prefill; decoding steps only carry new text tokens
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for name in MEDIA_INPUT_NAMES:
+                model_inputs.pop(name, None)
+        return model_inputs
+
+
+__all__ = ["FavorPreTrainedModel", "FavorModel", "FavorForConditionalGeneration", "FavorAudioVisualOutput"]
