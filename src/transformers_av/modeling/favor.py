@@ -15,6 +15,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ..configuration.configuration_favor import FavorConfig
+from .beats import BeatsModel
 from .connector import FavorConnector
 from .sync import sync_audio_to_frames
 from .windows import audio_frame_count
@@ -115,11 +116,7 @@ class FavorModel(FavorPreTrainedModel):
         self.vision_qformer = InstructBlipQFormerModel(config.qformer_config)
         self.vision_query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
         self.speech_encoder = WhisperEncoder(config.speech_config)
-        self.audio_encoder = None
-        if config.audio_config is not None:
-            from .beats import BeatsModel
-
-            self.audio_encoder = BeatsModel(config.audio_config)
+        self.audio_encoder = BeatsModel(config.audio_config) if config.audio_config is not None else None
         self.connector = FavorConnector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
@@ -201,10 +198,15 @@ class FavorModel(FavorPreTrainedModel):
         return hidden.reshape(batch_size, -1, hidden.shape[-1])
 
     def get_audio_event_features(self, audio_input_features, audio_input_features_mask=None) -> torch.FloatTensor:
+        """(B, F, 128) BEATs fbank -> (B, N, 768). Samples of different lengths are encoded one by one: BEATs' own
+        padding mask is coarser than its patches, so batching padded fbanks would change the shorter samples."""
+        features = audio_input_features.to(self.audio_encoder.dtype)
         with self._grad_context(self.audio_encoder):
-            return self.audio_encoder(
-                input_features=audio_input_features.to(self.audio_encoder.dtype), attention_mask=audio_input_features_mask
-            ).last_hidden_state
+            if audio_input_features_mask is None or bool(audio_input_features_mask.all()):
+                return self.audio_encoder(input_features=features).last_hidden_state
+            lengths = audio_input_features_mask.long().sum(-1).tolist()
+            outputs = [self.audio_encoder(input_features=features[i : i + 1, :n]).last_hidden_state[0] for i, n in enumerate(lengths)]
+        return nn.utils.rnn.pad_sequence(outputs, batch_first=True)
 
     # -- the audio-visual path -----------------------------------------------------------------------------------------
     def get_audio_visual_features(
@@ -220,6 +222,7 @@ class FavorModel(FavorPreTrainedModel):
         audio_input_features_mask: torch.Tensor | None = None,
         modality_mask: torch.Tensor | None = None,
         visual_tokens: torch.FloatTensor | None = None,
+        audio_tokens: torch.FloatTensor | None = None,
     ) -> FavorAudioVisualOutput:
         """Encode the media of a batch and turn them into LLM-width tokens.
 
@@ -227,10 +230,15 @@ class FavorModel(FavorPreTrainedModel):
         a sample flagged in `video_is_image` holds one image in frame 0, repeated over its audio's length.
         Speech: `input_features` (B, 80, 3000 * K) Whisper log-mel with `input_features_mask` (B, 3000 * K).
         Audio events: `audio_input_features` (B, F, 128) BEATs fbank with `audio_input_features_mask`.
-        `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. `visual_tokens` may replace the pixels.
+        `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. Precomputed `visual_tokens`
+        (B, T_v, N, Dv) may replace the pixels and projected `audio_tokens` (B, S, Da) the audio features (all their
+        frames count as content).
         """
         config = self.config
-        reference = next(t for t in (pixel_values_videos, visual_tokens, input_features, audio_input_features) if t is not None)
+        candidates = (pixel_values_videos, visual_tokens, input_features, audio_input_features, audio_tokens)
+        reference = next((t for t in candidates if t is not None), None)
+        if reference is None:
+            raise ValueError("get_audio_visual_features needs at least one of: video frames, audio features, tokens.")
         batch_size, device = reference.shape[0], reference.device
         dtype = self.connector.layer_norm.weight.dtype
         per_frame = config.audio_frames_per_frame
@@ -248,7 +256,10 @@ class FavorModel(FavorPreTrainedModel):
 
         # audio frames (B, S, Da), projected: [Whisper | BEATs]
         audio_streams = []
-        if input_features is not None:
+        if audio_tokens is not None:
+            audio_tokens = audio_tokens.to(dtype)
+            audio_counts = torch.full((batch_size,), audio_tokens.shape[1] // per_frame, dtype=torch.long, device=device)
+        elif input_features is not None:
             max_mel = None if config.max_audio_chunks is None else config.max_audio_chunks * 3000
             input_features = input_features[..., :max_mel]
             speech = self.connector.speech_projection(self.get_speech_features(input_features).to(dtype))
@@ -331,6 +342,18 @@ class FavorModel(FavorPreTrainedModel):
         values = embeds[keep].to(inputs_embeds.dtype)  # (sum of counts, D), sample by sample
         return inputs_embeds.masked_scatter(placeholder[..., None].to(inputs_embeds.device), values)
 
+    def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:
+        """Token embeddings of the prompt with the audio-visual tokens at the placeholder positions (if media are
+        given). Returns `(inputs_embeds, audio_visual_output_or_None)`."""
+        placeholder_id = self.config.audio_visual_token_id
+        # the placeholder id may lie outside the trained rows: never look it up
+        safe_ids = input_ids if placeholder_id is None else input_ids.masked_fill(input_ids == placeholder_id, 0)
+        inputs_embeds = self.get_input_embeddings()(safe_ids)
+        if not any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
+            return inputs_embeds, None
+        audio_visual = self.get_audio_visual_features(**media)
+        return self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual), audio_visual
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -353,29 +376,23 @@ class FavorModel(FavorPreTrainedModel):
     ) -> FavorModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if inputs_embeds is None:
-            placeholder_id = self.config.audio_visual_token_id
-            safe_ids = input_ids if placeholder_id is None else input_ids.masked_fill(input_ids == placeholder_id, 0)
-            inputs_embeds = self.get_input_embeddings()(safe_ids)
-
+        media = {
+            "pixel_values_videos": pixel_values_videos,
+            "video_frame_mask": video_frame_mask,
+            "video_is_image": video_is_image,
+            "qformer_input_ids": qformer_input_ids,
+            "qformer_attention_mask": qformer_attention_mask,
+            "input_features": input_features,
+            "input_features_mask": input_features_mask,
+            "audio_input_features": audio_input_features,
+            "audio_input_features_mask": audio_input_features_mask,
+            "modality_mask": modality_mask,
+        }
         audio_visual = None
-        has_media = any(t is not None for t in (pixel_values_videos, input_features, audio_input_features))
-        if has_media:
-            if input_ids is None:
-                raise ValueError("Media inputs need input_ids with the audio-visual placeholder tokens.")
-            audio_visual = self.get_audio_visual_features(
-                pixel_values_videos=pixel_values_videos,
-                video_frame_mask=video_frame_mask,
-                video_is_image=video_is_image,
-                qformer_input_ids=qformer_input_ids,
-                qformer_attention_mask=qformer_attention_mask,
-                input_features=input_features,
-                input_features_mask=input_features_mask,
-                audio_input_features=audio_input_features,
-                audio_input_features_mask=audio_input_features_mask,
-                modality_mask=modality_mask,
-            )
-            inputs_embeds = self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual)
+        if inputs_embeds is None:
+            inputs_embeds, audio_visual = self.embed_prompt(input_ids, **media)
+        elif any(media[name] is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
+            raise ValueError("Media inputs need input_ids with the audio-visual placeholder tokens, not inputs_embeds.")
 
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             position_ids = _positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
@@ -432,6 +449,12 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
     def get_audio_visual_features(self, **media) -> FavorAudioVisualOutput:
         return self.model.get_audio_visual_features(**media)
 
+    def get_inputs_embeds(self, input_ids: torch.LongTensor, **media) -> torch.FloatTensor:
+        """The LLM input embeddings of a prompt with its media merged in, e.g. for `generate(inputs_embeds=...)`
+        (then logits processors such as the repetition penalty see only the generated tokens, as in the official
+        inference code)."""
+        return self.model.embed_prompt(input_ids, **media)[0]
+
     def freeze_encoders(self, freeze: bool = True):
         self.model.freeze_encoders(freeze)
 
@@ -443,14 +466,22 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        video_is_image: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_input_features_mask: torch.Tensor | None = None,
+        modality_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> FavorCausalLMOutputWithPast:
         r"""
-        Media inputs (see [`FavorModel.get_audio_visual_features`]) are keyword arguments: `pixel_values_videos`,
-        `video_frame_mask`, `video_is_image`, `qformer_input_ids`, `qformer_attention_mask`, `input_features`,
-        `input_features_mask`, `audio_input_features`, `audio_input_features_mask`, `modality_mask`.
+        Media inputs are described in [`FavorModel.get_audio_visual_features`]; `FavorProcessor` builds them.
 
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens.
         The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation) plus
@@ -463,6 +494,16 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             position_ids=position_ids,
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
+            pixel_values_videos=pixel_values_videos,
+            video_frame_mask=video_frame_mask,
+            video_is_image=video_is_image,
+            qformer_input_ids=qformer_input_ids,
+            qformer_attention_mask=qformer_attention_mask,
+            input_features=input_features,
+            input_features_mask=input_features_mask,
+            audio_input_features=audio_input_features,
+            audio_input_features_mask=audio_input_features_mask,
+            modality_mask=modality_mask,
             use_cache=use_cache,
             **kwargs,
         )

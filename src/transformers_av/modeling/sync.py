@@ -41,7 +41,7 @@ def sync_audio_to_frames(
 
     # (B, S, Da) -> (B, T_a, 25, Da) -> pad frames to T and tokens 25 -> N
     audio = audio_tokens[:, : audio_frames_available * audio_frames_per_frame]
-    audio = audio.reshape(batch_size, audio_frames_available, audio_frames_per_frame, -1)
+    audio = audio.reshape(batch_size, audio_frames_available, audio_frames_per_frame, audio_tokens.shape[-1])
     audio = _pad_or_trim_frames(audio, num_frames)
     audio = torch.nn.functional.pad(audio, (0, 0, 0, tokens_per_frame - audio_frames_per_frame))
     visual = _pad_or_trim_frames(visual_tokens, num_frames)
