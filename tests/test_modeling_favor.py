@@ -140,7 +140,7 @@ def test_bf16_and_device_map_loading(tmp_path):
 def test_generate_with_and_without_cache_and_beam_and_sampling():
     model = make_model()
     batch, _ = collate(model, [sample_media(6, 3.0, 1)], [PROMPT])
-    kwargs = dict(max_new_tokens=6, do_sample=False, suppress_tokens=[model.config.audio_visual_token_id], pad_token_id=0)
+    kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
     cached = model.generate(**batch, use_cache=True, **kwargs)
     uncached = model.generate(**batch, use_cache=False, **kwargs)
     assert cached.shape[1] == batch["input_ids"].shape[1] + 6
@@ -165,7 +165,7 @@ def test_left_padded_batch_equals_one_by_one():
     prompts = [PROMPT, ([1, 20], [21]), ([1, 30, 31, 32, 33, 34], [35, 36])]
     batch, plans = collate(model, samples, prompts)
     assert [p.num_tokens for p in plans] == [30, 90, 60]
-    kwargs = dict(max_new_tokens=5, do_sample=False, suppress_tokens=[model.config.audio_visual_token_id], pad_token_id=0)
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
     batched = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1]:]
     for i, (sample, prompt) in enumerate(zip(samples, prompts)):
         single, _ = collate(model, [sample], [prompt])

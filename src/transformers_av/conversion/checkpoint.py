@@ -128,8 +128,7 @@ def convert_checkpoint(
 
 
 def official_generation_config(config: FavorConfig):
-    """The official inference settings: 5 beams, repetition penalty 1.5, up to 512 new tokens; the placeholder
-    token is never generated."""
+    """The official inference settings: 5 beams, repetition penalty 1.5, up to 512 new tokens."""
     from transformers import GenerationConfig
 
     text = config.text_config
@@ -141,7 +140,6 @@ def official_generation_config(config: FavorConfig):
         repetition_penalty=1.5,
         max_new_tokens=512,
         do_sample=False,
-        suppress_tokens=[config.audio_visual_token_id] if config.audio_visual_token_id is not None else None,
     )
 
 

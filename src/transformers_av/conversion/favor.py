@@ -86,7 +86,7 @@ def convert_official_state_dict(
     Returns `(state_dict, lora_state_dict, report)`. With `merge_lora=True` each LoRA pair is folded into its base
     weight (W + alpha / r * B @ A) and `lora_state_dict` is empty; otherwise the LoRA weights are returned under PEFT
     adapter keys for `model.language_model`. The LLM vocabulary grows by `placeholder_rows` rows for the
-    audio-visual placeholder token (embedding: mean row, never looked up; LM head: zero row, suppressed in generate).
+    audio-visual placeholder token (embedding: mean row, never looked up; LM head: zero row; the model masks that logit).
     """
     report = ConversionReport()
     remaining = dict(official)
@@ -120,9 +120,10 @@ def convert_official_state_dict(
     # BEATs
     beats = take("beats.")
     if config.audio_config is not None:
-        beats_converted, beats_dropped = convert_beats_state_dict(beats, config.audio_config)
+        beats_dropped: list[str] = []
+        beats_converted = convert_beats_state_dict(beats, config.audio_config, report=beats_dropped)
         converted.update({f"model.audio_encoder.{k}": v for k, v in beats_converted.items()})
-        report.dropped.update({f"beats.{k}": reason for k, reason in beats_dropped.items()})
+        report.dropped.update({f"beats.{entry}": "dropped by the BEATs converter" for entry in beats_dropped})
     elif beats:
         report.unexpected.extend(f"beats.{k}" for k in beats)
 

@@ -510,6 +510,11 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         hidden_states = outputs.last_hidden_state
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, slice_indices, :])
+        placeholder_id = self.config.audio_visual_token_id
+        if placeholder_id is not None and placeholder_id < logits.shape[-1]:
+            # the placeholder is never a prediction: it gets no probability mass in the loss or in generate()
+            column = torch.arange(logits.shape[-1], device=logits.device) == placeholder_id
+            logits = logits.masked_fill(column, torch.finfo(logits.dtype).min)
 
         loss = lm_loss = None
         if labels is not None:
@@ -530,9 +535,16 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             audio_visual_embeds=outputs.audio_visual_embeds,
         )
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, is_first_iteration=False, **kwargs):
+    def prepare_inputs_for_generation(
+        self, input_ids, past_key_values=None, inputs_embeds=None, attention_mask=None, is_first_iteration=False, **kwargs
+    ):
         model_inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, is_first_iteration=is_first_iteration, **kwargs
+            input_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
         )
         # the media were merged into the cache at prefill; decoding steps only carry new text tokens
         if not is_first_iteration and kwargs.get("use_cache", True):
