@@ -1,13 +1,29 @@
 """Registration of the package's classes with the transformers Auto* factories (runs on `import transformers_av`)."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForMultimodalLM
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForMultimodalLM,
+    AutoProcessor,
+)
 
-from .configuration import FavorConfig
+from .configuration import BeatsConfig, FavorConfig
 
 
 def register_auto_classes() -> None:
-    AutoConfig.register("favor", FavorConfig, exist_ok=True)
+    from .modeling.beats import BeatsModel
     from .modeling.favor import FavorForConditionalGeneration, FavorModel
+    from .processing.feature_extraction_beats import BeatsFeatureExtractor
+    from .processing.image_processing_favor import FavorImageProcessor
+    from .processing.processing_favor import FavorProcessor
 
+    AutoConfig.register("favor", FavorConfig, exist_ok=True)
+    AutoConfig.register("beats", BeatsConfig, exist_ok=True)
     AutoModel.register(FavorConfig, FavorModel, exist_ok=True)
+    AutoModel.register(BeatsConfig, BeatsModel, exist_ok=True)
     AutoModelForMultimodalLM.register(FavorConfig, FavorForConditionalGeneration, exist_ok=True)
+    AutoFeatureExtractor.register(BeatsConfig, BeatsFeatureExtractor, exist_ok=True)
+    AutoImageProcessor.register(FavorConfig, slow_image_processor_class=FavorImageProcessor, exist_ok=True)
+    AutoProcessor.register(FavorConfig, FavorProcessor, exist_ok=True)

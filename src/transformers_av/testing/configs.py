@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..configuration import FavorConfig
 
-TINY_VOCAB_SIZE = 512
+TINY_VOCAB_SIZE = 513  # the 512-token test tokenizer plus the <AV> placeholder
 
 
 def tiny_text_config(vocab_size: int = TINY_VOCAB_SIZE) -> dict:
