@@ -204,8 +204,12 @@ class FavorModel(FavorPreTrainedModel):
         with self._grad_context(self.audio_encoder):
             if audio_input_features_mask is None or bool(audio_input_features_mask.all()):
                 return self.audio_encoder(input_features=features).last_hidden_state
-            lengths = audio_input_features_mask.long().sum(-1).tolist()
-            outputs = [self.audio_encoder(input_features=features[i : i + 1, :n]).last_hidden_state[0] for i, n in enumerate(lengths)]
+            outputs = []
+            for i, length in enumerate(audio_input_features_mask.long().sum(-1).tolist()):
+                if length < self.audio_encoder.config.input_patch_size:  # no audio (or < 160 ms): no event tokens
+                    outputs.append(features.new_zeros(0, self.audio_encoder.config.encoder_embed_dim))
+                else:
+                    outputs.append(self.audio_encoder(input_features=features[i : i + 1, :length]).last_hidden_state[0])
         return nn.utils.rnn.pad_sequence(outputs, batch_first=True)
 
     # -- the audio-visual path -----------------------------------------------------------------------------------------
