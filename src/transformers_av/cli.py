@@ -1,4 +1,4 @@
-"""`transformers-av` command line: convert official checkpoints, list presets."""
+"""`transformers-av` command line: run a demo, convert official checkpoints, list presets."""
 
 from __future__ import annotations
 
@@ -57,6 +57,64 @@ def _presets(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    """Decode a clip (a generated one by default), run every stage, print the answer and the time of each stage."""
+    import tempfile
+    import time
+
+    import torch
+
+    from .modeling.favor import FavorForConditionalGeneration
+    from .testing import make_av_clip, tiny_favor_config
+    from .testing.processor import tiny_processor
+
+    torch.manual_seed(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = args.video
+        if video is None:
+            clip = make_av_clip(Path(tmp) / "demo.mp4", seconds=args.seconds, fps=8, beep_at=[args.seconds / 2])
+            video = str(clip.path)
+            print(f"generated {video}: {clip.num_frames} frames at {clip.fps} fps, a beep at {args.seconds / 2:.1f} s")
+        if args.model:
+            from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+            model = AutoModelForMultimodalLM.from_pretrained(args.model).eval()
+            processor = AutoProcessor.from_pretrained(args.model)
+        else:
+            print("model: tiny video-SALMONN with RANDOM weights (no trained checkpoint is used): the answer is noise")
+            config = tiny_favor_config("video_salmonn")
+            model = FavorForConditionalGeneration(config).eval()
+            processor = tiny_processor(config)
+
+        timings: dict[str, float] = {}
+        stages = dict(model.model.encoder_modules(), connector=model.model.connector)
+        starts: dict[str, float] = {}
+        for name, module in stages.items():
+            module.register_forward_pre_hook(lambda m, a, name=name: starts.__setitem__(name, time.perf_counter()))
+            module.register_forward_hook(
+                lambda m, a, o, name=name: timings.__setitem__(name, timings.get(name, 0.0) + time.perf_counter() - starts[name])
+            )
+        start = time.perf_counter()
+        inputs = processor(text=args.question, videos=video)
+        timings = {"decode + preprocess": time.perf_counter() - start}
+        start = time.perf_counter()
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False, num_beams=1)
+        total_generate = time.perf_counter() - start
+        encoders = sum(v for k, v in timings.items() if k != "decode + preprocess")
+        timings["LLM (prefill + decoding)"] = total_generate - encoders
+        answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    frames = int(inputs["video_frame_mask"].sum()) if "video_frame_mask" in inputs else 0
+    placeholders = int((inputs["input_ids"] == processor.audio_visual_token_id).sum())
+    print(f"question: {args.question}")
+    print(f"answer:   {answer!r}")
+    print(f"frames: {frames}, audio-visual tokens: {placeholders}, prompt tokens: {inputs['input_ids'].shape[1]}")
+    for stage, seconds in timings.items():
+        print(f"  {stage:<28} {seconds * 1000:9.1f} ms")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transformers-av", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--max-shard-size", default="5GB")
     convert.add_argument("--output", required=True)
     convert.set_defaults(func=_convert)
+
+    demo = sub.add_parser("demo", help="answer a question about a video, timing every stage (default: generated clip, tiny model)")
+    demo.add_argument("--video", help="a video file (default: a generated clip with a sound track)")
+    demo.add_argument("--model", help="a converted/trained model folder or Hub id (default: tiny random weights)")
+    demo.add_argument("--question", default="What happens on screen when the beep sounds?")
+    demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip")
+    demo.add_argument("--max-new-tokens", type=int, default=16)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
 
     presets = sub.add_parser("presets", help="print the published shapes and their exact parameter counts")
     presets.set_defaults(func=_presets)

@@ -41,6 +41,10 @@ def tiny_speech_config() -> dict:
         "num_mel_bins": 80,
         "max_source_positions": 1500,
         "vocab_size": 64,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 1,
     }
 
 

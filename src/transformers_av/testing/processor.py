@@ -29,7 +29,7 @@ def tiny_processor(config=None, *, image_size: int | None = None, **settings):
         tokenizer=tokenizer,
         qformer_tokenizer=qformer_tokenizer,
         feature_extractor=WhisperFeatureExtractor(feature_size=config.speech_config.num_mel_bins),
-        audio_feature_extractor=BeatsFeatureExtractor() if config.audio_config is not None else None,
+        audio_feature_extractor=BeatsFeatureExtractor(),
         **settings,
     )
 
