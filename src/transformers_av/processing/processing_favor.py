@@ -149,7 +149,7 @@ class FavorProcessor(ProcessorMixin):
         return [
             "input_ids", "attention_mask", "pixel_values_videos", "video_frame_mask", "video_is_image",
             "qformer_input_ids", "qformer_attention_mask", "input_features", "input_features_mask",
-            "audio_input_features", "audio_input_features_mask",
+            "audio_input_features", "audio_input_features_mask", "modality_mask",
         ]
 
     # -- planning ----------------------------------------------------------------------------------------------------
@@ -226,6 +226,8 @@ class FavorProcessor(ProcessorMixin):
                 waveform = media_io.load_audio(
                     audio[index], sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
                 ).waveform
+            if waveform is not None and not np.isfinite(waveform).all():
+                raise ValueError(f"Sample {index}: the audio ({_describe(audio[index] if audio[index] is not None else videos[index])}) contains NaN or infinite values.")
             if waveform is not None and self.max_audio_chunks is not None:
                 waveform = waveform[: int(self.max_audio_chunks * self.audio_chunk_seconds * SAMPLING_RATE)]
             if waveform is not None and len(waveform) == 0:
@@ -244,6 +246,10 @@ class FavorProcessor(ProcessorMixin):
             for s in samples
         ]
         has_media = [s["frames"] is not None or s["waveform"] is not None for s in samples]
+        # [video, audio] per sample: which modalities the sample really has (zeros stay zeros in the model)
+        encoding["modality_mask"] = torch.tensor(
+            [[float(s["frames"] is not None), float(s["waveform"] is not None)] for s in samples]
+        )
         self._add_text(encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length)
         return BatchFeature(encoding, tensor_type=return_tensors)
 
@@ -404,6 +410,13 @@ class FavorProcessor(ProcessorMixin):
             media["audio"].append(found["audio"])
             media["images"].append(found["image"])
         return self(text=texts, **{k: v if any(x is not None for x in v) else None for k, v in media.items()}, **kwargs)
+
+
+def _describe(value) -> str:
+    if isinstance(value, (str, Path)):
+        return str(value)
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
 def _is_path(value) -> bool:
