@@ -18,7 +18,7 @@ from ..configuration.configuration_favor import FavorConfig
 from .beats import BeatsModel
 from .connector import FavorConnector
 from .sync import sync_audio_to_frames
-from .windows import audio_frame_count
+from .windows import audio_frame_count, image_frame_count
 
 WHISPER_HOP_LENGTH = 160  # mel frames are 10 ms apart
 WHISPER_FRAMES_PER_SECOND = 50  # encoder output rate
@@ -303,7 +303,7 @@ class FavorModel(FavorPreTrainedModel):
 
         if video_is_image is not None and visual_tokens.shape[1] > 0:
             # an image is shown for the whole audio (at least one frame)
-            image_frames = torch.clamp(audio_counts, min=1)
+            image_frames = torch.tensor([image_frame_count(int(a)) for a in audio_counts.tolist()], device=device)
             repeat_to = int(image_frames.max())
             is_image = video_is_image.bool().to(device)
             if repeat_to > visual_tokens.shape[1]:

@@ -77,20 +77,29 @@ def audio_frame_count(
     return math.ceil(num_samples / round(frame_seconds * sampling_rate))
 
 
-def audio_visual_plan(config, num_video_frames: int, num_audio_samples: int, sampling_rate: int = 16000) -> WindowPlan:
+def image_frame_count(audio_frames: int) -> int:
+    """Frames an image covers: it is shown for the whole audio (as both papers do), at least one frame."""
+    return max(audio_frames, 1)
+
+
+def audio_visual_plan(
+    settings, num_video_frames: int, num_audio_samples: int, *, is_image: bool = False, sampling_rate: int = 16000
+) -> WindowPlan:
     """The window plan of one sample, from what the processor knows: its video frame count and audio length.
 
-    An image counts as the audio's length (it is repeated over it), or as one frame when there is no audio.
+    `settings` is a `FavorConfig` or a `FavorProcessor` (both carry `resolutions`, `frame_seconds`,
+    `audio_chunk_seconds`, `max_audio_chunks` and `audio_frame_mode`).
     """
     audio_frames = audio_frame_count(
         num_audio_samples,
         sampling_rate=sampling_rate,
-        frame_seconds=config.frame_seconds,
-        chunk_seconds=config.audio_chunk_seconds,
-        max_chunks=config.max_audio_chunks,
-        mode=config.audio_frame_mode,
+        frame_seconds=settings.frame_seconds,
+        chunk_seconds=settings.audio_chunk_seconds,
+        max_chunks=settings.max_audio_chunks,
+        mode=settings.audio_frame_mode,
     )
-    return window_plan(max(num_video_frames, audio_frames), config.resolutions)
+    video_frames = image_frame_count(audio_frames) if is_image else num_video_frames
+    return window_plan(max(video_frames, audio_frames), settings.resolutions)
 
 
-__all__ = ["WindowPlan", "window_plan", "audio_frame_count", "audio_visual_plan"]
+__all__ = ["WindowPlan", "window_plan", "audio_frame_count", "audio_visual_plan", "image_frame_count"]

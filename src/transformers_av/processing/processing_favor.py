@@ -11,7 +11,7 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from ..modeling.windows import WindowPlan, audio_frame_count, window_plan
+from ..modeling.windows import WindowPlan, audio_visual_plan
 
 SAMPLING_RATE = 16000
 DEFAULT_PROMPT_TEMPLATE = "USER: <Img>{placeholder}</Img> {question}\nASSISTANT:"
@@ -155,16 +155,7 @@ class FavorProcessor(ProcessorMixin):
     # -- planning ----------------------------------------------------------------------------------------------------
     def window_plan(self, num_video_frames: int, num_audio_samples: int, *, is_image: bool = False) -> WindowPlan:
         """The model's window plan for one sample (the placeholder is expanded to `plan.num_tokens`)."""
-        audio_frames = audio_frame_count(
-            num_audio_samples,
-            sampling_rate=SAMPLING_RATE,
-            frame_seconds=self.frame_seconds,
-            chunk_seconds=self.audio_chunk_seconds,
-            max_chunks=self.max_audio_chunks,
-            mode=self.audio_frame_mode,
-        )
-        video_frames = max(audio_frames, 1) if is_image else num_video_frames
-        return window_plan(max(video_frames, audio_frames), self.resolutions)
+        return audio_visual_plan(self, num_video_frames, num_audio_samples, is_image=is_image, sampling_rate=SAMPLING_RATE)
 
     # -- the call ----------------------------------------------------------------------------------------------------
     def __call__(
