@@ -94,6 +94,18 @@ class FavorPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _can_compile_fullgraph = False
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the model's own source files and an `auto_map`, so the folder also
+        loads with `trust_remote_code=True` where transformers_av is not installed."""
+        try:  # absent when this file itself runs as remote code: then the folder already has the sources
+            from transformers_av.remote_code import AUTO_MAP, write_remote_code
+        except ImportError:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        self.config.auto_map = dict(AUTO_MAP)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        write_remote_code(save_directory)
+        return result
+
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
