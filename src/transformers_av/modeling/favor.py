@@ -61,7 +61,7 @@ class FavorAudioVisualOutput(ModelOutput):
 @dataclass
 class FavorModelOutputWithPast(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
+    cache: Cache | None = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
     audio_visual_embeds: torch.FloatTensor | None = None
@@ -76,7 +76,7 @@ class FavorCausalLMOutputWithPast(ModelOutput):
     lm_loss: torch.FloatTensor | None = None
     diversity_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
+    cache: Cache | None = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
     audio_visual_embeds: torch.FloatTensor | None = None
@@ -89,7 +89,7 @@ class FavorPreTrainedModel(PreTrainedModel):
     input_modalities = ("video", "audio", "image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["CausalQFormerLayer", "WhisperEncoderLayer", "InstructBlipEncoderLayer", "LlamaDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _can_compile_fullgraph = False
@@ -147,10 +147,20 @@ class FavorModel(FavorPreTrainedModel):
         return modules
 
     def freeze_encoders(self, freeze: bool = True):
-        """Freeze (or unfreeze) the pretrained encoders. Frozen encoders run under `torch.no_grad()`."""
+        """Freeze (or unfreeze) the pretrained encoders. Frozen encoders run under `torch.no_grad()` and stay in eval
+        mode (no dropout) when the model trains."""
         for module in self.encoder_modules().values():
             module.requires_grad_(not freeze)
         self.vision_query_tokens.requires_grad_(not freeze)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # A frozen encoder is a fixed feature extractor, as in the papers' recipes: its dropout stays off.
+        for module in self.encoder_modules().values():
+            if not any(parameter.requires_grad for parameter in module.parameters()):
+                module.eval()
+        return self
 
     @staticmethod
     def _grad_context(module: nn.Module):
@@ -375,7 +385,7 @@ class FavorModel(FavorPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         pixel_values_videos: torch.FloatTensor | None = None,
         video_frame_mask: torch.Tensor | None = None,
@@ -417,13 +427,13 @@ class FavorModel(FavorPreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
         return FavorModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             audio_visual_embeds=None if audio_visual is None else audio_visual.embeds,
@@ -479,7 +489,7 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         pixel_values_videos: torch.FloatTensor | None = None,
@@ -508,7 +518,7 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             pixel_values_videos=pixel_values_videos,
             video_frame_mask=video_frame_mask,
@@ -545,22 +555,15 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             lm_loss=lm_loss,
             diversity_loss=outputs.diversity_loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             audio_visual_embeds=outputs.audio_visual_embeds,
         )
 
-    def prepare_inputs_for_generation(
-        self, input_ids, past_key_values=None, inputs_embeds=None, attention_mask=None, is_first_iteration=False, **kwargs
-    ):
+    def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, is_first_iteration=False, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(
-            input_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            is_first_iteration=is_first_iteration,
-            **kwargs,
+            input_ids, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs
         )
         # the media were merged into the cache at prefill; decoding steps only carry new text tokens
         if not is_first_iteration and kwargs.get("use_cache", True):

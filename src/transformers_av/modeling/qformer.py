@@ -121,8 +121,11 @@ def build_window_masks(
         query_masks.append(_additive(window_of_query[:, None] == window_of_query[None, :], dtype))
 
         own_window = window_of_query[:, None] == window_of_frame[None, :]  # (Q, F)
-        cross = torch.where(own_window, 0.0, float("-inf")).to(dtype)  # (Q, F)
-        padding = torch.where(frame_valid, 0.0, torch.finfo(dtype).min).to(dtype)  # (S, F)
+        cross = _additive(own_window, dtype)  # (Q, F)
+        # padding frames get the finite minimum: a window made only of padding must not give NaN
+        padding = torch.zeros(frame_valid.shape, dtype=dtype, device=device).masked_fill(
+            ~frame_valid, torch.finfo(dtype).min
+        )  # (S, F)
         cross = torch.where(own_window[None], padding[:, None, :], cross[None])  # (S, Q, F)
         cross_masks.append(cross.repeat_interleave(tokens_per_frame, -1))  # (S, Q, L)
     return WindowMasks(
@@ -133,7 +136,7 @@ def build_window_masks(
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return torch.where(allowed, 0.0, float("-inf")).to(dtype)
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
 
 
 class CausalQFormer(nn.Module):
