@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -200,30 +202,12 @@ class FavorProcessor(ProcessorMixin):
 
         samples = []
         for index in range(batch_size):
-            frames, is_image, waveform = None, False, None
-            if videos[index] is not None and images[index] is not None:
-                raise ValueError(f"Sample {index}: give a video or an image, not both.")
-            if videos[index] is not None:
-                clip = media_io.load_video(
-                    videos[index], fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds
+            with _naming_the_sample(index, batch_size):
+                samples.append(
+                    self._load_sample_media(
+                        videos[index], audio[index], images[index], sampling_rate, use_video_audio, media_io
+                    )
                 )
-                frames = clip.frames
-                if audio[index] is None and use_video_audio and _is_path(videos[index]):
-                    if media_io.has_audio_track(videos[index]):
-                        waveform = media_io.load_audio(videos[index], sampling_rate=SAMPLING_RATE).waveform
-            if images[index] is not None:
-                frames, is_image = media_io.load_image(images[index])[None], True
-            if audio[index] is not None:
-                waveform = media_io.load_audio(
-                    audio[index], sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
-                ).waveform
-            if waveform is not None and not np.isfinite(waveform).all():
-                raise ValueError(f"Sample {index}: the audio ({_describe(audio[index] if audio[index] is not None else videos[index])}) contains NaN or infinite values.")
-            if waveform is not None and self.max_audio_chunks is not None:
-                waveform = waveform[: int(self.max_audio_chunks * self.audio_chunk_seconds * SAMPLING_RATE)]
-            if waveform is not None and len(waveform) == 0:
-                waveform = None
-            samples.append({"frames": frames, "is_image": is_image, "waveform": waveform})
 
         encoding: dict[str, Any] = {}
         self._add_video(encoding, samples)
@@ -243,6 +227,33 @@ class FavorProcessor(ProcessorMixin):
         )
         self._add_text(encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length)
         return BatchFeature(encoding, tensor_type=return_tensors)
+
+    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio, media_io) -> dict[str, Any]:
+        """Decode one sample's media: frames (T, H, W, 3), whether they are one image, and a 16 kHz waveform."""
+        frames, is_image, waveform = None, False, None
+        if video is not None and image is not None:
+            raise ValueError("give a video or an image, not both.")
+        if video is not None:
+            clip = media_io.load_video(
+                video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds
+            )
+            frames = clip.frames
+            if audio is None and use_video_audio and _is_path(video) and media_io.has_audio_track(video):
+                waveform = media_io.load_audio(video, sampling_rate=SAMPLING_RATE).waveform
+        if image is not None:
+            frames, is_image = media_io.load_image(image)[None], True
+        if audio is not None:
+            waveform = media_io.load_audio(
+                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
+            ).waveform
+        if waveform is not None and not np.isfinite(waveform).all():
+            source = audio if audio is not None else video
+            raise ValueError(f"the audio ({_describe(source)}) contains NaN or infinite values.")
+        if waveform is not None and self.max_audio_chunks is not None:
+            waveform = waveform[: int(self.max_audio_chunks * self.audio_chunk_seconds * SAMPLING_RATE)]
+        if waveform is not None and len(waveform) == 0:
+            waveform = None
+        return {"frames": frames, "is_image": is_image, "waveform": waveform}
 
     def _add_video(self, encoding, samples):
         counts = [0 if s["frames"] is None else len(s["frames"]) for s in samples]
@@ -403,6 +414,22 @@ class FavorProcessor(ProcessorMixin):
         return self(text=texts, **{k: v if any(x is not None for x in v) else None for k, v in media.items()}, **kwargs)
 
 
+@contextlib.contextmanager
+def _naming_the_sample(index: int, batch_size: int):
+    """Prefix errors raised while loading one sample's media with "Sample i:" so a bad item in a batch is findable."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as error:
+        message = str(error)
+        if message.startswith("Sample "):
+            raise
+        try:
+            renamed = type(error)(f"Sample {index}: {message}")
+        except Exception:  # an exception type whose constructor wants more than a message
+            renamed = ValueError(f"Sample {index}: {message}")
+        raise renamed from error
+
+
 def _describe(value) -> str:
     if isinstance(value, (str, Path)):
         return str(value)
@@ -419,8 +446,15 @@ def _per_sample(name, value, batch_size, allow_str=False):
     if value is None:
         return [None] * batch_size
     single = isinstance(value, (str, Path, np.ndarray, torch.Tensor)) or not isinstance(value, (list, tuple))
-    if name in ("videos", "images") and isinstance(value, (list, tuple)) and batch_size == 1 and value and not isinstance(value[0], (str, Path, type(None))):
-        single = True  # a list of frames / PIL images for one sample
+    if (
+        name in ("videos", "images")
+        and isinstance(value, (list, tuple))
+        and batch_size == 1
+        and value
+        and not isinstance(value[0], (str, Path, type(None)))
+        and getattr(value[0], "ndim", 3) != 4
+    ):
+        single = True  # a list of frames (H, W, 3) / PIL images for one sample; a (T, H, W, 3) entry is a whole video
     if single:
         if batch_size != 1:
             raise ValueError(f"`{name}` must be a list with one entry per prompt ({batch_size} prompts).")
