@@ -1,0 +1,20 @@
+"""Training: the JSONL dataset format and its lazy collator, LoRA on the LLM (`apply_lora`), `FavorTrainer`,
+LLM-only gradient checkpointing, and a synthetic audio-visual task that needs frame-level synchronisation."""
+
+from .data import CONVERSATION_FIELD, MEDIA_FIELDS, FavorDataCollator, load_av_dataset, normalize_row
+from .peft import (
+    LLM_ATTENTION_LORA_TARGET_REGEX,
+    LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
+    LORA_TARGET_REGEXES,
+    apply_lora,
+    lora_config,
+    trainable_parameter_summary,
+)
+from .synthetic import SYNC_PALETTE, SYNC_QUESTION, make_sync_task
+from .trainer import (
+    LOSS_TERMS,
+    FavorTrainer,
+    disable_llm_gradient_checkpointing,
+    enable_llm_gradient_checkpointing,
+    favor_training_arguments,
+)

@@ -1,0 +1,118 @@
+"""LoRA on the LLM of a FAVOR / video-SALMONN model, as in the papers' training recipes.
+
+The papers fine-tune the LLM with LoRA on its attention projections (r=32, alpha=32, dropout 0.1) and train the
+whole connector (audio projections, joint LayerNorm, window position table, query tokens, causal Q-Former and the
+projection into the LLM); the encoders (InstructBLIP ViT + Q-Former, Whisper, BEATs) and the base LLM stay frozen.
+
+The LoRA targets are given as a regex anchored on the LLM's decoder layers: the Whisper encoder has modules with the
+same leaf names (`speech_encoder.layers.N.self_attn.q_proj`), so a plain `target_modules=["q_proj", ...]` would
+also put LoRA on Whisper.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from torch import nn
+
+# PEFT matches a string `target_modules` with `re.fullmatch` against the module name inside the wrapped
+# `FavorForConditionalGeneration`: only the decoder layers of `model.language_model` can match.
+LLM_ATTENTION_LORA_TARGET_REGEX = r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj"
+LLM_ATTENTION_MLP_LORA_TARGET_REGEX = (
+    r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+)
+LORA_TARGET_REGEXES = {
+    "attention": LLM_ATTENTION_LORA_TARGET_REGEX,
+    "attention+mlp": LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
+}
+CONNECTOR_MODULES_TO_SAVE = ["connector"]
+
+
+def _favor_model(model: nn.Module) -> nn.Module:
+    """The `FavorForConditionalGeneration` (or `FavorModel`) inside a possibly PEFT-wrapped model."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def lora_config(
+    *, r: int = 32, alpha: float = 32, dropout: float = 0.1, target: str = "attention", train_connector: bool = True
+):
+    """The `peft.LoraConfig` that `apply_lora` uses (LLM-only LoRA, connector fully trainable)."""
+    from peft import LoraConfig
+
+    if target not in LORA_TARGET_REGEXES:
+        raise ValueError(f"target must be one of {sorted(LORA_TARGET_REGEXES)}, got {target!r}.")
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=LORA_TARGET_REGEXES[target],
+        modules_to_save=list(CONNECTOR_MODULES_TO_SAVE) if train_connector else None,
+        bias="none",
+    )
+
+
+def apply_lora(
+    model: nn.Module,
+    *,
+    r: int = 32,
+    alpha: float = 32,
+    dropout: float = 0.1,
+    target: str = "attention",
+    train_connector: bool = True,
+):
+    """Wrap a `FavorForConditionalGeneration` in a `peft.PeftModel` with LoRA on the LLM only.
+
+    target: "attention" (q/k/v/o projections of every decoder layer, as in the papers) or "attention+mlp" (also
+    gate/up/down). train_connector: the whole connector becomes trainable (`modules_to_save=["connector"]`: PEFT
+    trains a copy and saves it with the adapter). Everything else (encoders, base LLM, embeddings, LM head) is
+    frozen; frozen encoders run under `torch.no_grad()`.
+
+    Save / load with `PeftModel.save_pretrained(dir)` / `PeftModel.from_pretrained(base_model, dir)`;
+    `merge_and_unload()` returns a plain `FavorForConditionalGeneration`.
+    """
+    from peft import get_peft_model
+
+    from ..modeling.favor import FavorForConditionalGeneration
+
+    if not isinstance(model, FavorForConditionalGeneration):
+        raise TypeError(
+            f"apply_lora expects a FavorForConditionalGeneration (its LoRA targets are named from it), got "
+            f"{type(model).__name__}."
+        )
+    config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector)
+    model.freeze_encoders()  # PEFT freezes them too; this also documents the intent
+    return get_peft_model(model, config)
+
+
+def trainable_parameter_summary(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Parameter counts per top-level part of a (possibly PEFT-wrapped) FAVOR model:
+    `{part: {"trainable": n, "total": n}}` for vision_model, vision_qformer, vision_query_tokens, speech_encoder,
+    audio_encoder, connector, language_model (LoRA weights included), lm_head, plus "all".
+
+    With `modules_to_save` the connector is held twice (the frozen original and its trainable copy): both count in
+    "total"."""
+    from ..modeling.favor import FavorForConditionalGeneration
+
+    base = _favor_model(model)
+    prefix = "model." if isinstance(base, FavorForConditionalGeneration) else ""
+    summary: dict[str, dict[str, int]] = defaultdict(lambda: {"trainable": 0, "total": 0})
+    for name, parameter in base.named_parameters():
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix) :]
+        part = name.split(".", 1)[0]
+        count = parameter.numel()
+        summary[part]["total"] += count
+        summary[part]["trainable"] += count if parameter.requires_grad else 0
+    summary["all"] = {key: sum(counts[key] for counts in summary.values()) for key in ("trainable", "total")}
+    return dict(summary)
+
+
+__all__ = [
+    "LLM_ATTENTION_LORA_TARGET_REGEX",
+    "LLM_ATTENTION_MLP_LORA_TARGET_REGEX",
+    "LORA_TARGET_REGEXES",
+    "apply_lora",
+    "lora_config",
+    "trainable_parameter_summary",
+]
