@@ -58,6 +58,12 @@ class FavorConfig(PreTrainedConfig):
         audio_visual_token_id (`int`, optional): id of the placeholder token the processor expands.
         video_sampling (`"fps"` or `"clip_ends"`, defaults to `"fps"`): how the processor samples frames (kept here
             so a converted checkpoint carries it).
+        run_absent_encoders (`"distributed"`, `"always"` or `"never"`, defaults to `"distributed"`):
+            While training, a batch that lacks a modality (no frames, no audio, no media at all) still runs every
+            encoder, projection and the connector on a zero dummy input whose contribution is multiplied by 0, so
+            every process of a DDP / FSDP / DeepSpeed job runs the same modules and no rank waits for gradients or
+            parameter shards another rank never produces. `"distributed"`: only when `torch.distributed` runs more
+            than one process; `"always"`; `"never"`. Outputs are the same in every case.
     """
 
     model_type = "favor"
@@ -101,6 +107,7 @@ class FavorConfig(PreTrainedConfig):
     audio_frame_mode: Literal["exact", "whole_chunks"] = "exact"
     audio_visual_token_id: int | None = None
     video_sampling: Literal["fps", "clip_ends"] = "fps"
+    run_absent_encoders: Literal["distributed", "always", "never"] = "distributed"
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
 
@@ -185,6 +192,12 @@ class FavorConfig(PreTrainedConfig):
             fail(
                 f"qformer_config.encoder_hidden_size ({self.qformer_config.encoder_hidden_size}) must equal the ViT width "
                 f"vision_config.hidden_size ({self.vision_config.hidden_size})."
+            )
+        whisper_seconds = self.speech_config.max_source_positions * 2 * 0.01  # two 10 ms mel frames per position
+        if abs(whisper_seconds - self.audio_chunk_seconds) > 1e-9:
+            fail(
+                f"audio_chunk_seconds ({self.audio_chunk_seconds}) must equal the Whisper encoder's input length "
+                f"(speech_config.max_source_positions={self.speech_config.max_source_positions} -> {whisper_seconds:g} s)."
             )
         if self.audio_config is not None and self.audio_config.num_mel_bins % self.audio_config.input_patch_size:
             fail("audio_config.num_mel_bins must be a multiple of audio_config.input_patch_size.")

@@ -181,6 +181,10 @@ class FavorModel(FavorPreTrainedModel):
         if video_frame_mask is None:
             video_frame_mask = torch.ones(batch_size, num_frames, dtype=torch.bool, device=pixel_values_videos.device)
         video_frame_mask = video_frame_mask.bool()
+        if not bool(video_frame_mask.any()):  # nothing to encode (the ViT cannot take 0 images)
+            return pixel_values_videos.new_zeros(
+                batch_size, num_frames, self.config.num_query_tokens, self.config.visual_feature_size
+            )
         frames = pixel_values_videos[video_frame_mask]  # (n, 3, H, W) real frames only
         sample_of_frame = torch.arange(batch_size, device=frames.device).repeat_interleave(video_frame_mask.sum(1))
         with self._grad_context(self.vision_model):
@@ -375,10 +379,59 @@ class FavorModel(FavorPreTrainedModel):
         # the placeholder id may lie outside the trained rows: never look it up
         safe_ids = input_ids if placeholder_id is None else input_ids.masked_fill(input_ids == placeholder_id, 0)
         inputs_embeds = self.get_input_embeddings()(safe_ids)
-        if not any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
-            return inputs_embeds, None
-        audio_visual = self.get_audio_visual_features(**media)
-        return self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual), audio_visual
+        audio_visual = None
+        if any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
+            audio_visual = self.get_audio_visual_features(**media)
+            inputs_embeds = self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual)
+        if self._runs_absent_encoders():
+            anchor = self._absent_modules_anchor(media, connector_ran=audio_visual is not None)
+            if anchor is not None:
+                inputs_embeds = inputs_embeds + anchor.to(inputs_embeds.dtype)
+        return inputs_embeds, audio_visual
+
+    # -- keeping distributed ranks in step -----------------------------------------------------------------------------
+    def _runs_absent_encoders(self) -> bool:
+        mode = self.config.run_absent_encoders
+        if not self.training or mode == "never":
+            return False
+        if mode == "always":
+            return True
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        return distributed and torch.distributed.get_world_size() > 1
+
+    def _absent_modules_anchor(self, media: dict, connector_ran: bool) -> torch.Tensor | None:
+        """0 x (the outputs of every encoder / projection / the connector that this batch did not use, run on a zero
+        dummy input). Added to the prompt embeddings, it leaves every value unchanged but makes each rank of a
+        distributed job run -- and give (zero) gradients to -- the same modules, whatever its batch holds."""
+        config, dtype = self.config, self.connector.layer_norm.weight.dtype
+        device = self.connector.layer_norm.weight.device
+        frame_mask = media.get("video_frame_mask")
+        terms = []
+        if media.get("pixel_values_videos") is None or (frame_mask is not None and not bool(frame_mask.any())):
+            size = config.vision_config.image_size
+            frame = torch.zeros(1, 1, 3, size, size, device=device, dtype=self.vision_model.dtype)
+            terms.append(self.get_visual_tokens(frame).sum())
+        if media.get("input_features") is None:
+            mel = torch.zeros(
+                1, config.speech_config.num_mel_bins, config.speech_config.max_source_positions * 2,
+                device=device, dtype=self.speech_encoder.dtype,
+            )
+            terms.append(self.connector.speech_projection(self.get_speech_features(mel).to(dtype)).sum())
+        if self.audio_encoder is not None:
+            fbank_mask = media.get("audio_input_features_mask")
+            patch = self.audio_encoder.config.input_patch_size
+            events_ran = (
+                media.get("input_features") is not None
+                and media.get("audio_input_features") is not None
+                and (fbank_mask is None or bool((fbank_mask.long().sum(-1) >= patch).any()))
+            )
+            if not events_ran:
+                fbank = torch.zeros(1, patch, config.audio_config.num_mel_bins, device=device, dtype=self.audio_encoder.dtype)
+                terms.append(self.connector.audio_projection(self.get_audio_event_features(fbank).to(dtype)).sum())
+        if not connector_ran:
+            joint = torch.zeros(1, 1, config.num_query_tokens, config.joint_feature_size, device=device, dtype=dtype)
+            terms.append(self.connector(joint, torch.ones(1, dtype=torch.long, device=device)).embeds.sum())
+        return torch.stack(terms).sum() * 0.0 if terms else None
 
     def forward(
         self,
