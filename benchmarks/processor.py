@@ -1,0 +1,569 @@
+"""Benchmark of media preprocessing: `FavorProcessor` versus transformers' own building blocks, on one video file.
+
+Run (from the repository root, in the project's virtual environment):
+
+    PYTHONPATH=src python benchmarks/processor.py --quick     # ~10-20 s: a 10 s 360p clip (CI smoke test)
+    PYTHONPATH=src python benchmarks/processor.py             # a 10-minute 720p30 video with a 48 kHz stereo track
+    PYTHONPATH=src python benchmarks/processor.py --seconds 120 --variants favor,transformers --json out.json
+
+The media. A synthetic H.264 (libx264, crf 18, yuv420p) mp4 at `--height`x`--width` and `--source-fps`, with an AAC
+sound track (`--audio-rate`, `--audio-channels`; beeps over low noise), written with
+`transformers_av.testing.write_video` into `--cache-dir` (default: <tmp>/transformers_av_benchmarks) once and reused.
+The frames are a panning smooth-noise texture blended with `make_frames`' colours and bouncing square, which codes at
+a realistic bitrate (~4 Mb/s at 720p30; flat synthetic frames would code at a few kb/s and decode unrealistically
+fast). `write_video` takes the whole clip in memory, so `--unique-seconds` (default 60) of distinct frames are
+written as segments and the long file is assembled by stream copy (FFmpeg's concat demuxer, the segments cycled;
+the decoder does the same work on every segment), with a sound track written once for the whole duration. The
+generation time is printed (the default video takes about a minute on 2 cores; then it is cached).
+
+The variants. Each runs in a fresh Python subprocess (so its peak resident set size, `ru_maxrss`, is its own), which
+builds its pipeline, warms it up on a 1 s clip, then processes the file once, timed end to end (decode +
+preprocessing; the model is never run):
+
+  favor           (a) `tiny_processor(tiny_favor_config("video_salmonn"))(text=..., videos=path)`: the shipped
+                  processor with its default 224 px `FavorImageProcessor`, Whisper log-mel per 30 s chunk and the BEATs
+                  fbank (video-SALMONN); frames sampled at 2 fps; the video's own sound track resampled to 16 kHz.
+  favor_no_beats  (a) without the BEATs fbank (`compute_audio_events=False`): the same work as `transformers`.
+  favor_chunked   (a) with `FavorImageProcessor.preprocess_frames` patched here to take 32 frames at a time (what
+                  the fix suggested for the full-resolution float copy of all frames would give; identical outputs).
+  transformers    (b) `transformers.video_utils.load_video(path, fps=2, backend="pyav")` (PyAV is the backend that
+                  works without torchvision / torchcodec / decord / OpenCV; it picks every (source_fps / 2)-th frame,
+                  the same frames as (a)), the first audio stream decoded with PyAV and resampled to 16 kHz mono by
+                  FFmpeg (`av.AudioResampler`), `WhisperFeatureExtractor` on 30 s chunks (the call (a) makes),
+                  and `CLIPImageProcessorPil` resizing each frame to 224x224 (bicubic, no crop, CLIP mean/std; the
+                  torchvision `CLIPImageProcessor` is unavailable without torchvision).
+
+Reported per variant: wall time; throughput (seconds of media per second of wall time); stage times (video decode,
+audio decode, frames -> pixel values, Whisper, BEATs; "other" is tokenisation, padding, copies); peak RSS of the
+subprocess and "extra" (peak minus the RSS after setup and warm-up: what processing the file costs); then the ratios
+a/b against `transformers` (time < 1: (a) is faster; memory < 1: (a) uses less). The driver polls each subprocess's
+resident memory and kills it (by its pid) above `--memory-limit-gb` (default 75% of the available memory), so a
+variant that needs too much is reported as "out of memory" (with the RSS reached) instead of waking the kernel's OOM
+killer. (An address-space limit, RLIMIT_AS, does not work here: transformers' PyAV reader keeps every sampled
+`VideoFrame` alive, each with its own threaded swscale context, ~1,500 threads whose reserved stacks exceed any sane
+address-space cap although little of it is resident.) Outputs are checked for agreement: both sides must produce the
+same number of frames and of Whisper chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+ALL_VARIANTS = ("favor", "favor_no_beats", "favor_chunked", "transformers")
+QUESTION = "Describe the video together with the audio in detail"
+SAMPLING_RATE = 16000
+CHUNK_SECONDS = 30
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# media
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _texture(height: int, width: int, margin: int, seed: int) -> np.ndarray:
+    """Smooth random texture (bicubic-upscaled noise), `margin` pixels larger than the frame for panning."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, ((height + margin) // 8 + 1, (width + margin) // 8 + 1, 3), dtype=np.uint8)
+    big = torch.nn.functional.interpolate(
+        torch.from_numpy(low).permute(2, 0, 1)[None].float(), scale_factor=8, mode="bicubic", align_corners=False
+    )
+    return big.clamp(0, 255)[0].permute(1, 2, 0).to(torch.uint8).numpy()[: height + margin, : width + margin]
+
+
+def _segment_frames(index: int, num_frames: int, height: int, width: int, fps: float) -> np.ndarray:
+    from transformers_av.testing import make_frames
+
+    palette = ["red", "lime", "blue", "yellow", "cyan", "magenta", "orange", "white"]
+    colors = [palette[(index + k) % len(palette)] for k in range(max(1, round(num_frames / fps)))]
+    frames = make_frames(num_frames, height, width, colors=colors, moving_square=True, seed=index)
+    margin = 64
+    texture = _texture(height, width, margin, seed=1000 + index)
+    for i in range(num_frames):  # pan the texture diagonally, blend 50/50 with the colour + square
+        dx, dy = (3 * i) % margin, (2 * i) % margin
+        frames[i] = (frames[i].astype(np.uint16) + texture[dy : dy + height, dx : dx + width]) // 2
+    return frames
+
+
+def _media_name(args) -> str:
+    return (
+        f"synthetic_{args.seconds:g}s_{args.height}x{args.width}_{args.source_fps:g}fps_u{args.unique_seconds:g}_"
+        f"a{args.audio_rate}x{args.audio_channels}.mp4"
+    )
+
+
+def ensure_media(args) -> tuple[Path, float | None]:
+    """The benchmark video (generated once, then cached) and how long generating it took (None when cached)."""
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / _media_name(args)
+    if path.exists():
+        return path, None
+    import av
+
+    from transformers_av.testing import make_beep_track, write_video
+
+    start = time.perf_counter()
+    fps = args.source_fps
+    if round(args.unique_seconds * fps) < 1 or args.unique_seconds > args.seconds:
+        raise SystemExit("--unique-seconds must be > 0 and <= --seconds")
+    segment_seconds = min(args.unique_seconds, 10.0, args.seconds)  # bounded memory per write_video call
+    num_segments = max(1, round(args.unique_seconds / segment_seconds))
+    frames_per_segment = round(segment_seconds * fps)
+    total_frames = round(args.seconds * fps)
+    if total_frames % frames_per_segment:
+        raise SystemExit(f"--seconds must be a multiple of {segment_seconds:g} s (the segment length)")
+    work = Path(tempfile.mkdtemp(prefix="segments_", dir=cache))
+    try:
+        segments = []
+        for index in range(num_segments):
+            frames = _segment_frames(index, frames_per_segment, args.height, args.width, fps)
+            segments.append(write_video(work / f"segment_{index:03d}.mp4", frames, fps))
+            del frames
+            print(f"  segment {index + 1}/{num_segments} written ({time.perf_counter() - start:.1f} s)", flush=True)
+        # the sound track for the whole duration, in a carrier file whose (tiny) video stream is dropped below
+        beeps = [(t + 0.5, 0.3, 500.0 + 100.0 * (t % 10)) for t in range(0, int(args.seconds) - 1, 2)]
+        audio = make_beep_track(beeps, args.seconds, args.audio_rate, channels=args.audio_channels, noise=0.02)
+        one_frame_rate = 1 / Fraction(args.seconds).limit_denominator(1000)  # one 16x16 frame for the whole clip
+        carrier = write_video(work / "audio.mp4", np.zeros((1, 16, 16, 3), np.uint8), one_frame_rate,
+                              audio=audio, audio_sampling_rate=args.audio_rate)
+        del audio
+        listing = work / "list.txt"
+        count = total_frames // frames_per_segment
+        listing.write_text("".join(f"file '{segments[k % num_segments]}'\n" for k in range(count)))
+        partial = path.with_suffix(".partial.mp4")
+        _mux(listing, carrier, partial)
+        partial.rename(path)
+    finally:
+        for item in sorted(work.glob("*")):
+            item.unlink()
+        work.rmdir()
+    with av.open(str(path)) as container:  # sanity: the assembled file has the expected length
+        stream = container.streams.video[0]
+        got = float(stream.duration * stream.time_base)
+        if abs(got - args.seconds) > 1.0 / fps + 1e-6:
+            raise RuntimeError(f"assembled video lasts {got} s, expected {args.seconds} s")
+    return path, time.perf_counter() - start
+
+
+def _mux(listing: Path, carrier: Path, output: Path) -> None:
+    """Stream-copy the concatenated video segments and the carrier's audio into one mp4, interleaved by time."""
+    import av
+
+    video_in = av.open(str(listing), format="concat", options={"safe": "0"})
+    audio_in = av.open(str(carrier))
+    out = av.open(str(output), mode="w")
+    try:
+        video_out = out.add_stream_from_template(video_in.streams.video[0])
+        audio_out = out.add_stream_from_template(audio_in.streams.audio[0])
+
+        def packets(container, stream, target):
+            for packet in container.demux(stream):
+                if packet.dts is None:  # the demuxer's final empty packet
+                    continue
+                packet.stream = target
+                yield packet
+
+        video = packets(video_in, video_in.streams.video[0], video_out)
+        audio = packets(audio_in, audio_in.streams.audio[0], audio_out)
+        v, a = next(video, None), next(audio, None)
+        while v is not None or a is not None:
+            if a is None or (v is not None and v.dts * v.time_base <= a.dts * a.time_base):
+                out.mux(v)
+                v = next(video, None)
+            else:
+                out.mux(a)
+                a = next(audio, None)
+    finally:
+        out.close()
+        video_in.close()
+        audio_in.close()
+
+
+def warmup_clip(cache_dir) -> Path:
+    return Path(cache_dir) / "warmup_1s_64x64.mp4"
+
+
+def ensure_warmup_clip(cache_dir) -> Path:
+    path = warmup_clip(cache_dir)
+    if not path.exists():
+        from transformers_av.testing import make_av_clip
+
+        make_av_clip(path, seconds=1.0, fps=10, size=(64, 64), sampling_rate=48000, channels=2)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the worker (one variant, in its own process)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+class Stages:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, function, stage: str):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    def wrap_call(self, obj, stage: str) -> None:
+        """Time `obj(...)`: `__call__` is looked up on the type, so give the instance a timing subclass."""
+        original = type(obj).__call__
+        timed = self.wrap(original, stage)
+        obj.__class__ = type(type(obj).__name__, (type(obj),), {"__call__": lambda self, *a, **k: timed(self, *a, **k)})
+
+
+def build_favor(variant: str, stages: Stages):
+    import torch
+
+    from transformers_av.processing import media as media_io
+    from transformers_av.testing import tiny_favor_config
+    from transformers_av.testing.processor import tiny_processor
+
+    settings = {"compute_audio_events": False} if variant == "favor_no_beats" else {}
+    processor = tiny_processor(tiny_favor_config("video_salmonn"), **settings)
+    assert processor.image_processor.size == 224
+    media_io.load_video = stages.wrap(media_io.load_video, "video decode")
+    media_io.load_audio = stages.wrap(media_io.load_audio, "audio decode")
+    media_io.has_audio_track = stages.wrap(media_io.has_audio_track, "audio decode")
+    preprocess = processor.image_processor.preprocess_frames
+    if variant == "favor_chunked":
+        original = preprocess
+
+        def preprocess(frames, _original=original):
+            return torch.cat([_original(frames[s : s + 32]) for s in range(0, len(frames), 32)])
+
+    processor.image_processor.preprocess_frames = stages.wrap(preprocess, "frames -> pixels")
+    stages.wrap_call(processor.feature_extractor, "whisper")
+    stages.wrap_call(processor.audio_feature_extractor, "beats")
+
+    def run(path):
+        batch = processor(text=QUESTION, videos=str(path))
+        features = batch["input_features"]
+        return {
+            "frames": int(batch["video_frame_mask"].sum()),
+            "pixel_values": list(batch["pixel_values_videos"].shape),
+            "whisper_chunks": int(features.shape[-1] // 3000),
+            "audio_tokens": int((batch["input_ids"] == processor.audio_visual_token_id).sum()),
+            "beats_frames": int(batch["audio_input_features"].shape[1]) if "audio_input_features" in batch else 0,
+        }
+
+    return run
+
+
+def build_transformers(stages: Stages):
+    import av
+    import torch
+    from transformers import WhisperFeatureExtractor
+    from transformers.image_utils import PILImageResampling
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.video_utils import load_video
+
+    image_processor = CLIPImageProcessorPil(
+        size={"height": 224, "width": 224}, do_center_crop=False, resample=PILImageResampling.BICUBIC
+    )
+    feature_extractor = WhisperFeatureExtractor(feature_size=80)
+    decode_video = stages.wrap(lambda path: load_video(str(path), fps=2, backend="pyav"), "video decode")
+
+    def _decode_audio(path) -> np.ndarray:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLING_RATE)
+        chunks = []
+        with av.open(str(path)) as container:
+            for frame in container.decode(container.streams.audio[0]):
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+        chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        return np.concatenate(chunks)
+
+    decode_audio = stages.wrap(_decode_audio, "audio decode")
+    pixels_of = stages.wrap(lambda frames: image_processor(images=list(frames), return_tensors="pt"),
+                            "frames -> pixels")
+    whisper = stages.wrap(
+        lambda pieces: feature_extractor(pieces, sampling_rate=SAMPLING_RATE, padding="max_length",
+                                         max_length=CHUNK_SECONDS * SAMPLING_RATE, return_attention_mask=True,
+                                         return_tensors="pt"),
+        "whisper",
+    )
+
+    def run(path):
+        frames, _ = decode_video(path)
+        pixel_values = pixels_of(frames)["pixel_values"]
+        del frames
+        wave = decode_audio(path)
+        chunk = CHUNK_SECONDS * SAMPLING_RATE
+        features = whisper([wave[s : s + chunk] for s in range(0, len(wave), chunk)])
+        assert isinstance(pixel_values, torch.Tensor)
+        return {
+            "frames": int(pixel_values.shape[0]),
+            "pixel_values": list(pixel_values.shape),
+            "whisper_chunks": int(features["input_features"].shape[0]),
+        }
+
+    return run
+
+
+def worker(args) -> None:
+    result = {"variant": args.worker}
+    try:
+        import torch
+
+        stages = Stages()
+        run = build_transformers(stages) if args.worker == "transformers" else build_favor(args.worker, stages)
+        run(warmup_clip(args.cache_dir))
+        stages.seconds.clear()
+        result["threads"] = torch.get_num_threads()
+        result["rss_before"] = _rss_bytes()
+        start = time.perf_counter()
+        result["outputs"] = run(Path(args.media))
+        result["wall"] = time.perf_counter() - start
+        result["stages"] = stages.seconds
+    except Exception as error:  # reported in the table (the traceback goes to the subprocess's stderr)
+        import traceback
+
+        traceback.print_exc()
+        message = f"{type(error).__name__}: {error}"
+        memory = isinstance(error, MemoryError) or any(w in message.lower() for w in ("memory", "alloc"))
+        result["error"] = ("out of memory: " if memory else "") + message[:300]
+    result["peak"] = _peak_bytes()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the driver
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _child_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_variant(variant: str, media: Path, args) -> dict:
+    """Run one variant in a fresh subprocess; kill it (its pid only) if its resident memory passes the cap."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--media", str(media),
+               "--cache-dir", str(args.cache_dir)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    cap = int(args.memory_limit_gb * 2**30) if args.memory_limit_gb else None
+    seen, killed = 0, False
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        while child.poll() is None:
+            rss = _child_rss(child.pid)
+            seen = max(seen, rss)
+            if cap is not None and rss > cap:
+                child.kill()
+                killed = True
+                child.wait()
+                break
+            time.sleep(0.02)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if killed:
+        return {"variant": variant, "peak": seen,
+                "error": f"out of memory: resident memory passed the {args.memory_limit_gb:g} GiB cap "
+                         f"(killed by the benchmark)"}
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if lines:
+        return json.loads(lines[-1][len("RESULT "):])
+    reason = f"exit status {child.returncode}"
+    if child.returncode < 0:
+        reason = f"killed by signal {-child.returncode}" + (" (OOM killer?)" if child.returncode == -9 else "")
+    return {"variant": variant, "peak": seen, "error": f"{reason}: {stderr.strip()[-300:]}"}
+
+
+def _mib(num_bytes: float) -> str:
+    return f"{num_bytes / 2**20:,.0f}"
+
+
+def machine_lines(args) -> list[str]:
+    import av
+    import torch
+    import transformers
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    except OSError:
+        pass
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return [
+        f"machine: {model}; {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
+        f"{total / 2**30:.1f} GiB RAM; {platform.system()} {platform.release()}",
+        f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, av {av.__version__} (FFmpeg {av.ffmpeg_version_info}), "
+        f"numpy {np.__version__}",
+    ]
+
+
+def format_table(results: list[dict], seconds: float) -> str:
+    stage_names = ["video decode", "audio decode", "frames -> pixels", "whisper", "beats"]
+    header = (["variant", "wall s", "media s/s"] + [s for s in stage_names] + ["other", "peak MiB", "extra MiB",
+              "time a/b", "peak a/b", "extra a/b"])
+    base = next((r for r in results if r["variant"] == "transformers" and "error" not in r), None)
+    rows = []
+    for r in results:
+        if "error" in r:
+            failed = "OOM" if r["error"].startswith("out of memory") else "failed"
+            rows.append([r["variant"], failed, "-"] + ["-"] * (len(stage_names) + 1)
+                        + [_mib(r["peak"]) if "peak" in r else "-", "-", "-", "-", "-"])
+            continue
+        stages = r["stages"]
+        other = r["wall"] - sum(stages.values())
+        extra = r["peak"] - r["rss_before"]
+        row = [r["variant"], f"{r['wall']:.2f}", f"{seconds / r['wall']:.1f}"]
+        row += [f"{stages[s]:.2f}" if s in stages else "-" for s in stage_names] + [f"{other:.2f}"]
+        row += [_mib(r["peak"]), _mib(extra)]
+        if base is not None:
+            base_extra = base["peak"] - base["rss_before"]
+            row += [f"{r['wall'] / base['wall']:.2f}", f"{r['peak'] / base['peak']:.2f}", f"{extra / base_extra:.2f}"]
+        else:
+            row += ["-", "-", "-"]
+        rows.append(row)
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+             for row in [header] + rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a 10 s 640x360 25 fps clip (a ~10-20 s run)")
+    parser.add_argument("--seconds", type=float, help="video length (default 600; --quick 10)")
+    parser.add_argument("--height", type=int, help="frame height (default 720; --quick 360)")
+    parser.add_argument("--width", type=int, help="frame width (default 1280; --quick 640)")
+    parser.add_argument("--source-fps", type=float, help="frame rate of the file (default 30; --quick 25)")
+    parser.add_argument("--unique-seconds", type=float,
+                        help="seconds of distinct frames, cycled to fill the video (default 60, capped at --seconds)")
+    parser.add_argument("--audio-rate", type=int, default=48000, help="sample rate of the AAC track (default 48000)")
+    parser.add_argument("--audio-channels", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--variants", default=None,
+                        help=f"comma-separated subset of {','.join(ALL_VARIANTS)} (default: all; --quick: "
+                             "favor,transformers)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per variant (fresh process each; median wall "
+                                                               "time, max peak memory)")
+    parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "transformers_av_benchmarks"))
+    parser.add_argument("--memory-limit-gb", type=float, default=None,
+                        help="resident-memory cap per variant process, enforced by the driver, which polls the "
+                             "process's RSS every 20 ms and kills it above the cap (default: 75%% of the available "
+                             "memory; 0: none)")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--media", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    for name, full, small in (("seconds", 600.0, 10.0), ("height", 720, 360), ("width", 1280, 640),
+                              ("source_fps", 30.0, 25.0)):
+        if getattr(args, name) is None:
+            setattr(args, name, small if quick else full)
+    if args.unique_seconds is None:
+        args.unique_seconds = min(60.0, args.seconds)
+    args.unique_seconds = min(args.unique_seconds, args.seconds)
+    if args.variants is None:
+        args.variants = "favor,transformers" if quick else ",".join(ALL_VARIANTS)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(args.variants) - set(ALL_VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {ALL_VARIANTS}")
+    if args.memory_limit_gb is None:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        try:
+            with open("/proc/meminfo") as info:
+                available = next(int(line.split()[1]) * 1024 for line in info if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration):
+            pass
+        args.memory_limit_gb = round(0.75 * available / 2**30, 1)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+    print(f"media: {args.seconds:g} s, {args.width}x{args.height} @ {args.source_fps:g} fps H.264 + "
+          f"{args.audio_rate} Hz {args.audio_channels}-channel AAC; frames sampled at 2 fps")
+    media, generation = ensure_media(args)
+    ensure_warmup_clip(Path(args.cache_dir))
+    size = media.stat().st_size
+    how = f"generated in {generation:.1f} s" if generation is not None else "cached"
+    print(f"file: {media} ({size / 2**20:.1f} MiB, {size * 8 / args.seconds / 1e6:.1f} Mb/s; {how})")
+    for line in machine_lines(args):
+        print(line)
+    print(f"memory cap per variant process: {args.memory_limit_gb:g} GiB resident" if args.memory_limit_gb
+          else "memory cap per variant process: none")
+    results = []
+    for variant in args.variants:
+        runs = [run_variant(variant, media, args) for _ in range(max(1, args.repeats))]
+        good = [r for r in runs if "error" not in r]
+        if good:
+            result = dict(good[0])
+            result["wall"] = statistics.median(r["wall"] for r in good)
+            result["peak"] = max(r["peak"] for r in good)
+            result["rss_before"] = min(r["rss_before"] for r in good)
+        else:
+            result = runs[0]
+        results.append(result)
+        status = result.get("error") or f"{result['wall']:.2f} s, outputs {result['outputs']}"
+        print(f"  {variant}: {status}", flush=True)
+    print()
+    print(format_table(results, args.seconds))
+    print("a/b: each variant against `transformers` (time: wall time; peak: peak RSS; extra: peak RSS minus the RSS "
+          "after setup and warm-up).")
+    done = [r for r in results if "error" not in r]
+    frames = {r["outputs"]["frames"] for r in done}
+    chunks = {r["outputs"]["whisper_chunks"] for r in done}
+    if len(frames) > 1 or len(chunks) > 1:
+        print(f"WARNING: the variants disagree: frames {sorted(frames)}, Whisper chunks {sorted(chunks)}")
+    elif done:
+        print(f"all variants agree: {frames.pop()} frames, {chunks.pop()} Whisper chunks of 30 s.")
+    for r in results:
+        if "error" in r:
+            print(f"{r['variant']} failed: {r['error']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()},
+                                               "media": str(media), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The batched super-window connector equals the slow references: one Q-Former call per window, per resolution."""
+
+import pytest
+import torch
+
+from transformers_av.modeling.connector import FavorConnector
+from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.testing.reference import (
+    per_resolution_connector,
+    per_window_connector,
+    reference_diversity_loss,
+)
+
+ATOL = 1e-5
+TOKENS_PER_FRAME = 32
+
+
+def make_connector(seed=0, **overrides):
+    torch.manual_seed(seed)
+    connector = FavorConnector(tiny_favor_config("video_salmonn", **overrides)).eval()
+    with torch.no_grad():  # random everything (zero-initialised query tokens would hide bugs)
+        for name, param in connector.named_parameters():
+            param.normal_(0.0, 0.5 if "query_tokens" in name else 0.05)
+            if "layer_norm" in name and name.endswith("weight"):
+                param.add_(1.0)
+    return connector
+
+
+def joint_tokens(connector, frame_counts, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    width = connector.config.joint_feature_size
+    tokens = torch.randn(len(frame_counts), max(frame_counts), TOKENS_PER_FRAME, width, generator=g)
+    for b, count in enumerate(frame_counts):  # zeros beyond a sample's frames, as the synchroniser produces
+        tokens[b, count:] = 0
+    return tokens, torch.tensor(frame_counts)
+
+
+def assert_same(actual, expected):
+    assert actual.embeds.shape == expected.embeds.shape
+    torch.testing.assert_close(actual.embeds, expected.embeds, atol=ATOL, rtol=0)
+    assert len(actual.resolution_outputs) == len(expected.resolution_outputs)
+    for a, e in zip(actual.resolution_outputs, expected.resolution_outputs):
+        assert a.shape == e.shape
+        torch.testing.assert_close(a, e, atol=ATOL, rtol=0)
+    assert actual.token_counts.tolist() == expected.token_counts.tolist()
+    torch.testing.assert_close(actual.diversity_loss, expected.diversity_loss, atol=ATOL, rtol=0)
+
+
+CASES = [
+    pytest.param([63], {}, id="63-frames-partial-coarse-window"),
+    pytest.param([25, 8], {}, id="batch-25-and-8-frames"),
+    pytest.param([63], {"causal_attention": "future"}, id="causal-future"),
+    pytest.param([63], {"causal_attention": "past"}, id="causal-past"),
+    pytest.param([63], {"causal_attention": "none"}, id="causal-none"),
+    pytest.param([25, 8], {"causal_attention": "none"}, id="batch-causal-none"),
+    pytest.param([25, 8], {"resolution_merge": "sum"}, id="batch-merge-sum"),
+    pytest.param([10], {"resolution_merge": "concat", "causal_attention": "future"}, id="one-coarse-window"),
+]
+
+
+@pytest.mark.parametrize("frame_counts, overrides", CASES)
+@torch.inference_mode()
+def test_batched_connector_equals_per_window_loop(frame_counts, overrides):
+    connector = make_connector(**overrides)
+    tokens, counts = joint_tokens(connector, frame_counts)
+    batched = connector(tokens, counts)
+    assert_same(batched, per_window_connector(connector, tokens, counts))
+
+
+@pytest.mark.parametrize("frame_counts, overrides", CASES[:2] + CASES[-2:-1])
+@torch.inference_mode()
+def test_batched_connector_equals_per_resolution_calls(frame_counts, overrides):
+    connector = make_connector(**overrides)
+    tokens, counts = joint_tokens(connector, frame_counts)
+    assert_same(connector(tokens, counts), per_resolution_connector(connector, tokens, counts))
+
+
+@torch.inference_mode()
+def test_partial_and_padding_windows_match_in_batch():
+    """Each sample of a batch equals the same sample run alone, on its own tokens."""
+    connector = make_connector()
+    tokens, counts = joint_tokens(connector, [25, 8])
+    batched = connector(tokens, counts)
+    for b, count in enumerate([25, 8]):
+        alone = per_window_connector(connector, tokens[b : b + 1, :count], counts[b : b + 1])
+        n = int(alone.token_counts[0])
+        assert n == int(batched.token_counts[b])
+        torch.testing.assert_close(batched.embeds[b, :n], alone.embeds[0, :n], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("resolutions_for_loss", [[1], [0], [0, 1]])
+@torch.inference_mode()
+def test_diversity_loss_equals_direct_computation(resolutions_for_loss):
+    connector = make_connector(diversity_loss_resolutions=resolutions_for_loss)
+    tokens, counts = joint_tokens(connector, [25, 8])
+    batched = connector(tokens, counts)
+    loop = per_window_connector(connector, tokens, counts)
+
+    # direct: every real window (3 + 1 coarse windows of 30 queries, 30 + 10 fine windows of 3), pairwise cosines
+    expected = []
+    for r in resolutions_for_loss:
+        k, n = connector.config.resolutions[r]
+        sims = []
+        for b, count in enumerate([25, 8]):
+            real_windows = -(-count // 10) * 10 // k
+            for w in range(real_windows):
+                q = loop.resolution_outputs[r][b, w * n : (w + 1) * n]
+                cos = torch.nn.functional.cosine_similarity(q[:, None], q[None, :], dim=-1)
+                sims.append(cos[~torch.eye(n, dtype=torch.bool)])
+        expected.append(torch.cat(sims).mean())
+    expected = torch.stack(expected).mean()
+
+    torch.testing.assert_close(batched.diversity_loss, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(loop.diversity_loss, expected, atol=ATOL, rtol=0)
+    from transformers_av.modeling.windows import window_plan
+
+    plans = [window_plan(c, connector.config.resolutions) for c in [25, 8]]
+    torch.testing.assert_close(
+        reference_diversity_loss(connector.config, batched.resolution_outputs, plans), expected, atol=ATOL, rtol=0
+    )
