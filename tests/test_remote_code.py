@@ -43,3 +43,54 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path):
     with torch.no_grad():
         expected = model(input_ids=torch.tensor([[1, 5, 6, 7]])).logits
     assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
+
+
+PROCESSOR_LOADER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    sys.modules["transformers_av"] = None  # any `import transformers_av` now fails
+    from transformers import AutoProcessor
+    path, video, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    modules = [type(processor).__module__, type(processor.image_processor).__module__,
+               type(processor.audio_feature_extractor).__module__]
+    assert all(m.startswith("transformers_modules") for m in modules), modules
+    batch = processor(text=["What is shown?", "What is said?"], videos=[video, None], audio=[None, video],
+                      answers=["red", "a beep"])
+    torch.save({key: value for key, value in batch.items()}, out)
+    """
+)
+
+
+def test_processor_loads_with_trust_remote_code_without_the_package(tmp_path):
+    import json
+
+    from transformers_av.testing.media import make_av_clip
+    from transformers_av.testing.processor import tiny_processor
+
+    processor = tiny_processor(tiny_favor_config("video_salmonn", image_size=28))
+    processor.save_pretrained(tmp_path / "checkpoint")
+    saved = json.loads((tmp_path / "checkpoint" / "processor_config.json").read_text())
+    assert saved["auto_map"] == {"AutoProcessor": "processing_favor.FavorProcessor"}
+    assert saved["image_processor"]["auto_map"] == {"AutoImageProcessor": "image_processing_favor.FavorImageProcessor"}
+    assert saved["audio_feature_extractor"]["auto_map"] == {
+        "AutoFeatureExtractor": "feature_extraction_beats.BeatsFeatureExtractor"
+    }
+    for name in ("processing_favor.py", "image_processing_favor.py", "feature_extraction_beats.py", "media.py", "windows.py"):
+        assert (tmp_path / "checkpoint" / name).exists(), name
+    video = make_av_clip(tmp_path / "clip.mp4", seconds=2.0, fps=4, beep_at=[1.0], size=(32, 32)).path
+    (tmp_path / "loader.py").write_text(PROCESSOR_LOADER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "loader.py"), str(tmp_path / "checkpoint"), str(video), str(tmp_path / "out.pt")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = torch.load(tmp_path / "out.pt")
+    expected = processor(text=["What is shown?", "What is said?"], videos=[str(video), None], audio=[None, str(video)],
+                         answers=["red", "a beep"])
+    assert remote.keys() == expected.keys()
+    for key, value in expected.items():
+        assert remote[key].dtype == value.dtype and torch.equal(remote[key], value), key

@@ -106,6 +106,15 @@ class FavorPreTrainedModel(PreTrainedModel):
         write_remote_code(save_directory)
         return result
 
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the model with a rendered model card, after checking it (finite weights, a consistent config):
+        see `transformers_av.hub.push_to_hub` for the arguments (`processor=`, `training=`, `eval_results=`, ...)."""
+        try:
+            from transformers_av.hub import push_to_hub
+        except ImportError:  # running as remote code: the plain transformers upload
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_to_hub(self, repo_id, **kwargs)
+
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
@@ -536,6 +545,20 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
 
     def freeze_encoders(self, freeze: bool = True):
         self.model.freeze_encoders(freeze)
+
+    @classmethod
+    def from_pretrained_components(cls, *, llm, speech_encoder, vision_encoder, audio_encoder=None, **settings):
+        """Assemble a model ready to train from separately pretrained parts (local paths or Hub ids of a causal LM, a
+        Whisper model, an InstructBLIP model and, for video-SALMONN, a BEATs model): see
+        `transformers_av.modeling.assembly.assemble_from_components` for the arguments."""
+        try:  # an absolute import inside `try`: the remote-code copy of this file needs no assembly module
+            from transformers_av.modeling.assembly import assemble_from_components
+        except ImportError as error:
+            raise ImportError("from_pretrained_components needs the transformers-av package installed.") from error
+        return assemble_from_components(
+            cls, llm=llm, speech_encoder=speech_encoder, vision_encoder=vision_encoder, audio_encoder=audio_encoder,
+            **settings,
+        )
 
     def forward(
         self,

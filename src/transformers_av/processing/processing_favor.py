@@ -6,7 +6,7 @@ import contextlib
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,6 +14,9 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from ..modeling.windows import WindowPlan, audio_visual_plan
+
+if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
+    from .media import VideoClip  # noqa: F401
 
 SAMPLING_RATE = 16000
 DEFAULT_PROMPT_TEMPLATE = "USER: <Img>{placeholder}</Img> {question}\nASSISTANT:"
@@ -132,6 +135,32 @@ class FavorProcessor(ProcessorMixin):
                 f"but the model expects audio_visual_token_id={config.audio_visual_token_id}."
             )
         return processor
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`, plus the processor's own source files and `auto_map` entries (processor,
+        image processor, BEATs feature extractor), so the folder also loads with
+        `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` where transformers_av is not installed."""
+        if push_to_hub:
+            raise ValueError("Use FavorProcessor.push_to_hub(repo_id) to upload (it validates the processor first).")
+        result = super().save_pretrained(save_directory, **kwargs)
+        try:  # absent when this file itself runs as remote code: then the folder already has the sources
+            from transformers_av.remote_code import add_processor_auto_map, write_processor_remote_code
+        except ImportError:
+            return result
+        from transformers.utils import PROCESSOR_NAME
+
+        add_processor_auto_map(Path(save_directory) / PROCESSOR_NAME)
+        write_processor_remote_code(save_directory)
+        return result
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> Any:
+        """Upload the processor to the Hub (see [`transformers_av.hub.push_processor_to_hub`] for the arguments): its
+        placeholder token and window settings are checked before anything is sent."""
+        try:
+            from transformers_av.hub import push_processor_to_hub
+        except ImportError:  # running as remote code
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_processor_to_hub(self, repo_id, **kwargs)
 
     @staticmethod
     def get_possibly_dynamic_module(module_name):
