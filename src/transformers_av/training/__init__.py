@@ -1,6 +1,8 @@
 """Training: the JSONL dataset format and its lazy collator, LoRA on the LLM (`apply_lora`), `FavorTrainer`,
-LLM-only gradient checkpointing, and a synthetic audio-visual task that needs frame-level synchronisation."""
+LLM-only gradient checkpointing, a synthetic audio-visual task that needs frame-level synchronisation, and the
+`transformers-av train` command (`TrainSettings`, `run_training`)."""
 
+from .cli import TrainSettings, WeightDigestCallback, load_train_settings, run_training, weights_digest
 from .data import CONVERSATION_FIELD, MEDIA_FIELDS, FavorDataCollator, load_av_dataset, normalize_row
 from .peft import (
     LLM_ATTENTION_LORA_TARGET_REGEX,

@@ -51,6 +51,7 @@ drops the dataset columns that are not arguments of the model's `forward` unless
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -277,8 +278,24 @@ class FavorDataCollator:
             answer: video-only (`modality_mask` [1, 0]), audio-only ([0, 1]) and audio-visual ([1, 1]), in that order.
             The media are decoded once; the masked modality is zeroed in the model through `modality_mask` (the token
             count is that of the full clip). A sample that has only one modality is kept once.
-        seed (`int`, defaults to 0): seed of the unpairing draws (a generator kept across calls; each dataloader
-            worker holds its own copy of it).
+        seed (`int`, defaults to 0): seed of the unpairing draws. The draws of a batch are a function of the seed
+            and the batch's rows (their media, prompts and answers), not of how many batches came before: a run
+            resumed from a checkpoint, or decoding in several dataloader workers, draws exactly what an
+            uninterrupted single-worker run draws. (The same rows in the same order get the same draws; with a
+            shuffled dataset and batches of 2 or more that is rare.)
+        ensure_all_modalities (`bool`, defaults to False): give every batch every modality tensor, so that every
+            encoder runs on every batch (what data-parallel training with FSDP / DeepSpeed ZeRO-3 needs, and DDP
+            without `find_unused_parameters`: a rank whose batch lacks a modality would otherwise skip that encoder
+            and its projection). A batch without audio gets zero Whisper log-mel features (one 30 s chunk per
+            sample) with an all-False `input_features_mask` (0 audio frames: the token count does not change) and,
+            when the processor computes audio events, a zero BEATs fbank (1 s); a batch without pictures gets one
+            zero frame per sample, marked as a real frame only for samples with audio (so it never adds a frame:
+            the sample already has at least one audio frame). `modality_mask` stays 0 for these modalities, so the
+            model multiplies their features by 0: the loss and the audio-visual tokens are exactly those of the
+            batch without the dummies. A batch with no media at all (text only) is left as it is: the model skips
+            its encoders and connector for it (with dummies it would lay out audio-visual windows that the prompt has
+            no placeholders for), so sharded training on text-only batches needs the model itself to run its
+            encoders on dummies.
     """
 
     def __init__(
@@ -291,6 +308,7 @@ class FavorDataCollator:
         mixed_unpaired_ratio: float = 0.0,
         modality_augmentation: bool = False,
         seed: int = 0,
+        ensure_all_modalities: bool = False,
     ):
         if not 0.0 <= float(mixed_unpaired_ratio) <= 1.0:
             raise ValueError(f"mixed_unpaired_ratio must be in [0, 1], got {mixed_unpaired_ratio!r}")
@@ -303,7 +321,7 @@ class FavorDataCollator:
         self.mixed_unpaired_ratio = float(mixed_unpaired_ratio)
         self.modality_augmentation = bool(modality_augmentation)
         self.seed = seed
-        self._rng = np.random.default_rng(seed)
+        self.ensure_all_modalities = bool(ensure_all_modalities)
 
     # -- rows -> samples -------------------------------------------------------------------------------------------
     def _row(self, feature: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -355,6 +373,12 @@ class FavorDataCollator:
                              f"template {TEXT_ONLY_TEMPLATE!r}.")
         return rendered[len(before) : len(rendered) - len(after)]
 
+    def _batch_rng(self, samples: list[_Sample]) -> np.random.Generator:
+        """A generator seeded by `seed` and the content of the batch (stateless: resumable, worker-independent)."""
+        content = json.dumps([[s.video, s.audio, s.image, s.text, s.answer] for s in samples], ensure_ascii=False)
+        key = int.from_bytes(hashlib.sha256(content.encode("utf-8")).digest()[:8], "little")
+        return np.random.default_rng([int(self.seed) & 0xFFFFFFFFFFFFFFFF, key])
+
     def _unpair(self, samples: list[_Sample]) -> list[_Sample]:
         """video-SALMONN's mixed unpaired training: replace a share of the samples by (picture of row i, audio of
         row j != i), with joined prompts and answers."""
@@ -375,13 +399,14 @@ class FavorDataCollator:
                     track[j] = None
             return track[j]
 
+        rng = self._batch_rng(samples)
         mixed = []
         for i, sample in enumerate(samples):
-            draw = self._rng.random()
+            draw = rng.random()
             has_picture = sample.video is not None or sample.image is not None
             partner = None
             if draw < self.mixed_unpaired_ratio and has_picture:
-                for j in self._rng.permutation([j for j in range(len(samples)) if j != i]).tolist():
+                for j in rng.permutation([j for j in range(len(samples)) if j != i]).tolist():
                     if audio_of(j) is not None:
                         partner = j
                         break
@@ -423,8 +448,42 @@ class FavorDataCollator:
             return_tensors="pt",
         )
         batch = dict(batch)
+        if self.ensure_all_modalities:
+            batch = self._add_missing_modalities(batch)
         if self.modality_augmentation:
             batch = self._augment(batch)
+        return batch
+
+    def _add_missing_modalities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Zero dummy inputs for the modalities the whole batch lacks (see `ensure_all_modalities`)."""
+        from ..processing.processing_favor import SAMPLING_RATE
+
+        processor = self.processor
+        batch_size = batch["input_ids"].shape[0]
+        if "input_features" not in batch and "pixel_values_videos" not in batch:
+            return batch  # text only: see the class docstring
+        if "input_features" not in batch:
+            extractor = processor.feature_extractor
+            mel_frames = int(round(processor.audio_chunk_seconds * SAMPLING_RATE)) // extractor.hop_length
+            batch["input_features"] = torch.zeros(batch_size, extractor.feature_size, mel_frames)
+            batch["input_features_mask"] = torch.zeros(batch_size, mel_frames, dtype=torch.bool)
+            if getattr(processor, "compute_audio_events", False):
+                # a real BEATs input shape (1 s of fbank); the mask marks it as content so that BEATs runs on it --
+                # its output is dropped anyway: the sample has 0 audio frames (from input_features_mask)
+                fbank = processor.audio_feature_extractor(
+                    np.zeros(SAMPLING_RATE, dtype=np.float32), sampling_rate=SAMPLING_RATE, return_tensors="pt"
+                )["input_features"][0]
+                batch["audio_input_features"] = torch.zeros(batch_size, *fbank.shape)
+                batch["audio_input_features_mask"] = torch.ones(batch_size, fbank.shape[0], dtype=torch.bool)
+        if "pixel_values_videos" not in batch:
+            has_audio = batch["input_features_mask"].any(-1)
+            if bool(has_audio.any()):
+                size = processor.image_processor.size
+                batch["pixel_values_videos"] = torch.zeros(batch_size, 1, 3, size, size)
+                # one frame, counted only where the sample has >= 1 audio frame: the frame count (max of the two)
+                # and so the number of audio-visual tokens are unchanged
+                batch["video_frame_mask"] = has_audio[:, None].clone()
+                batch["video_is_image"] = torch.zeros(batch_size, dtype=torch.bool)
         return batch
 
     @staticmethod
