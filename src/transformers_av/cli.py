@@ -1,4 +1,4 @@
-"""`transformers-av` command line: run a demo, convert official checkpoints, list presets."""
+"""`transformers-av` command line: run a demo, convert official checkpoints, list presets, fine-tune (`train`)."""
 
 from __future__ import annotations
 
@@ -149,6 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = sub.add_parser("presets", help="print the published shapes and their exact parameter counts")
     presets.set_defaults(func=_presets)
+
+    from .evaluation.cli import add_evaluate_arguments, run_evaluate
+
+    evaluate = sub.add_parser(
+        "evaluate", help="run an AVEB / SAVE benchmark task: resumable per-sample JSONL, summary with 95% CI",
+        description="Evaluate a model on one benchmark task (see transformers_av.evaluation and the README).",
+    )
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+    from .training.cli import add_train_arguments, run_from_args
+
+    train = sub.add_parser(
+        "train", help="fine-tune from a YAML config and/or options; under `accelerate launch` on many processes",
+        description="Fine-tune a FAVOR / video-SALMONN model (see transformers_av.training.cli and the README).",
+    )
+    add_train_arguments(train)
+    train.set_defaults(func=run_from_args)
     return parser
 
 

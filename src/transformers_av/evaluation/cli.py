@@ -1,0 +1,129 @@
+"""`transformers-av evaluate`: run an AVEB / SAVE task on a model and write per-sample results and a summary.
+
+    transformers-av evaluate --model PATH_OR_ID --task nextqa_mc --data manifest.jsonl --media-root DIR --output results/
+    transformers-av evaluate --list-tasks                       # tasks, metrics and the manifest fields each reads
+    transformers-av evaluate --task nextqa_mc --convert-save nextqa_test.json --data manifest.jsonl   # SAVE -> manifest
+
+Outputs in `--output`: `predictions.jsonl` (streamed; rerun the same command to resume), `judgments.jsonl` (judged
+tasks: the judge's raw answer per sample), `results.jsonl` (per-sample scores), `summary.json` and `summary.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .tasks import TASKS, get_task
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of the `evaluate` subcommand on `parser`."""
+    parser.add_argument("--model", help="a converted/trained model folder or Hub id")
+    parser.add_argument("--task", choices=sorted(TASKS), help="the task to run (see --list-tasks)")
+    parser.add_argument("--data", help="manifest: .jsonl, .json, .csv, .parquet or a datasets folder")
+    parser.add_argument("--media-root", help="folder the manifest's media paths are relative to")
+    parser.add_argument("--output", help="results folder (rerun with the same folder to resume)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, help="default: the task's")
+    parser.add_argument("--num-beams", type=int, default=1, help="1 = greedy (the official decoding used 5)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--caption-tokenizer", default="simple", choices=["simple", "ptb", "none"],
+                        help="caption tokenisation for CIDEr/METEOR/SPICE (ptb needs Java)")
+    judge = parser.add_argument_group("LLM judge (isqa, avsd, avssd)")
+    judge.add_argument("--judge-url", help="OpenAI-compatible API root, e.g. https://api.openai.com/v1")
+    judge.add_argument("--judge-model", default="gpt-3.5-turbo", help="model name sent to --judge-url")
+    judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
+                       help="environment variable holding the judge's API key (never pass keys on the command line)")
+    judge.add_argument("--judge-transformers", help="a local transformers causal LM (path or Hub id) as judge")
+    parser.add_argument("--model-card", help="write the result into this model card's model-index (README.md)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--list-tasks", action="store_true", help="print the tasks and their manifest fields")
+    parser.add_argument("--convert-save", metavar="ANNOTATION_JSON",
+                        help="convert a SAVE annotation file (SAVEBench/*.json) into the manifest --data, then stop")
+
+
+def _list_tasks() -> int:
+    for task in TASKS.values():
+        verbatim = "verbatim" if task.prompt_verbatim else "NOT verbatim"
+        print(f"{task.name}: {task.title} — {task.dataset}; metric {task.metric}"
+              + (f" (+ {', '.join(task.extra_metrics)})" if task.extra_metrics else ""))
+        print(f"  prompt ({verbatim}): {task.prompt!r}")
+        print(task.describe_fields())
+        if task.notes:
+            print(f"  note: {task.notes}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Entry point of `transformers-av evaluate`."""
+    if args.list_tasks:
+        return _list_tasks()
+    if not args.task:
+        print("error: --task is required (see --list-tasks)", file=sys.stderr)
+        return 2
+    task = get_task(args.task)
+    if args.convert_save:
+        from .data import convert_save_annotations, write_jsonl
+
+        if not args.data:
+            print("error: --convert-save needs --data (the manifest to write)", file=sys.stderr)
+            return 2
+        samples = convert_save_annotations(args.convert_save, task)
+        write_jsonl(samples, args.data)
+        print(f"wrote {len(samples)} samples to {args.data}")
+        return 0
+    missing = [name for name in ("model", "data", "output") if not getattr(args, name)]
+    if missing:
+        print(f"error: missing {', '.join('--' + m for m in missing)}", file=sys.stderr)
+        return 2
+    if task.metric == "judge" and not (args.judge_url or args.judge_transformers):
+        print(f"error: task {task.name} is scored by an LLM judge: give --judge-url or --judge-transformers",
+              file=sys.stderr)
+        return 2
+
+    import json
+
+    import torch
+    from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+    import transformers_av  # noqa: F401  (registers the Auto classes)
+
+    from .data import load_manifest
+    from .judge import OpenAICompatibleJudge, TransformersJudge
+    from .runner import generate_answers, score, write_model_index, write_summary
+
+    samples = load_manifest(args.data)
+    if args.limit is not None:
+        samples = samples[: args.limit]
+    output = Path(args.output)
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    model = AutoModelForMultimodalLM.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
+    processor = AutoProcessor.from_pretrained(args.model)
+    records = generate_answers(
+        model, processor, task, samples, output / "predictions.jsonl", media_root=args.media_root,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+        generation_kwargs={"num_beams": args.num_beams}, progress=not args.no_progress,
+    )
+    judge = None
+    if task.metric == "judge":
+        if args.judge_transformers:
+            judge = TransformersJudge(args.judge_transformers)
+        else:
+            judge = OpenAICompatibleJudge(args.judge_url, args.judge_model,
+                                          api_key=os.environ.get(args.judge_api_key_env))
+    summary = score(task, records, judge=judge, judgments_file=output / "judgments.jsonl",
+                    caption_tokenizer=args.caption_tokenizer)
+    summary["model"] = args.model
+    (output / "results.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    _, md_path = write_summary(summary, output)
+    print(md_path.read_text(encoding="utf-8"), end="")
+    if args.model_card:
+        write_model_index(args.model_card, Path(args.model).name, [summary])
+        print(f"model-index updated: {args.model_card}")
+    return 0

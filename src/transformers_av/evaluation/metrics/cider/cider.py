@@ -1,0 +1,47 @@
+"""CIDEr (CIDEr-D as reported by the COCO caption toolkit), pure Python.
+
+Local `evaluate` module: `evaluate.load(transformers_av.evaluation.metric_path("cider"))`; needs no network and no Java
+(unless `tokenizer="ptb"`).
+"""
+
+import datasets
+import evaluate
+
+from transformers_av.evaluation import scoring
+
+_DESCRIPTION = """CIDEr-D of captions against several references each (image captioning on Flickr30k, audio captioning
+on AudioCaps). Same formula and constants as pycocoevalcap's `Cider` (n = 1..4, sigma = 6, clipped TF-IDF, x10). IDF is
+computed from the references of the evaluated corpus, so evaluate the whole test set in one call.
+
+Tokenisation: `simple` (default, pure Python: lower case, punctuation dropped) differs from the toolkit's Java PTB
+tokeniser on contractions/possessives (`don't` vs `do n't`); `ptb` uses the toolkit's tokeniser (needs Java); `none`
+splits on whitespace (pre-tokenised input)."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list[str]`): one caption per sample.
+    references (`list[list[str]]`): the reference captions of each sample.
+    tokenizer (`str`, default `"simple"`): `simple`, `ptb` or `none`.
+Returns:
+    `cider` (corpus score) and `scores` (per sample).
+"""
+
+_CITATION = """@inproceedings{vedantam2015cider, title={CIDEr: Consensus-based Image Description Evaluation},
+author={Vedantam, Ramakrishna and Zitnick, C. Lawrence and Parikh, Devi}, booktitle={CVPR}, year={2015}}"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Cider(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+            ),
+        )
+
+    def _compute(self, predictions, references, tokenizer: str = "simple") -> dict:
+        result = scoring.cider(predictions, references, tokenizer=tokenizer)
+        return {"cider": result.score, "scores": result.per_sample}

@@ -1,0 +1,210 @@
+"""Tasks, SAVE conversion, the LLM judge (local server) and `transformers-av evaluate` end to end (tiny model)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from transformers_av.evaluation import TASKS, get_task
+from transformers_av.evaluation.data import convert_save_annotations, load_manifest
+from transformers_av.evaluation.judge import OpenAICompatibleJudge, judge_verdict
+from transformers_av.evaluation.runner import bootstrap_interval, read_jsonl, score
+
+
+def test_every_aveb_and_save_task_is_defined():
+    assert set(TASKS) == {
+        "asr_librispeech", "aac_audiocaps", "ic_flickr30k", "ocr_textvqa", "vqa_gqa", "nextqa_mc", "avsr_how2",
+        "avqa_ego4d_mc", "avqa_presentation_mc", "isqa", "avsd", "avssd", "avm",
+    }
+    assert {t.metric for t in TASKS.values()} == {
+        "wer", "spider", "cider", "textvqa", "gqa", "multiple_choice", "judge", "yes_no"
+    }
+    assert all(t.judge_prompt for t in TASKS.values() if t.metric == "judge")
+    with pytest.raises(KeyError, match="available: asr_librispeech"):
+        get_task("nope")
+
+
+def test_prompts_and_media_checks():
+    task = get_task("nextqa_mc")
+    sample = {"id": "7", "question": "where is this place", "choices": ["mall", "river"], "answer": "river",
+              "video": "a.mp4"}
+    assert task.format_prompt(sample) == (
+        "where is this place\nOptions:\n(A) mall\n(B) river\nAnswer with the letter of the correct option."
+    )
+    assert task.media_of(sample) == {"video": "a.mp4"}
+    with pytest.raises(ValueError, match="sample '7' lacks video"):
+        task.media_of({**sample, "video": None})
+    # SAVE How2 prompt is fixed (verbatim from the annotation file), whatever the manifest's question.
+    assert get_task("avsr_how2").format_prompt({"id": "0"}) == (
+        "Can you transcribe the speech into text, paying attention to the video?"
+    )
+    avsd = get_task("avsd").format_prompt({"id": "0", "question": "And then?", "history": [["Is it a man?", "Yes."]]})
+    assert avsd == "Q: Is it a man?\nA: Yes.\nQ: And then?\nA:"
+
+
+def test_convert_save_annotation_files(tmp_path):
+    nextqa = [{"image": "1101/2574374895.mp4", "question": "what did the baby do", "answer": "lay on floor",
+               "answer_candidates": ["clap", "lay on floor"]}]
+    (tmp_path / "nextqa.json").write_text(json.dumps(nextqa))
+    assert convert_save_annotations(tmp_path / "nextqa.json", get_task("nextqa_mc")) == [
+        {"id": "0", "question": "what did the baby do", "answer": "lay on floor", "video": "1101/2574374895.mp4",
+         "choices": ["clap", "lay on floor"]}
+    ]
+    avsd = [{"image_name": ["Charades_v1_480/Y4U6T.mp4", "audios/Y4U6T.wav"],
+             "conversation": [["Is this a man?", "Yes."], ["What is he doing?", "Sitting."]]}]
+    (tmp_path / "avsd.json").write_text(json.dumps(avsd))
+    turns = convert_save_annotations(tmp_path / "avsd.json", get_task("avsd"))
+    assert [t["id"] for t in turns] == ["0_0", "0_1"]
+    assert turns[1] == {"id": "0_1", "question": "What is he doing?", "answer": "Sitting.",
+                        "history": [["Is this a man?", "Yes."]], "video": "Charades_v1_480/Y4U6T.mp4",
+                        "audio": "audios/Y4U6T.wav"}
+    (tmp_path / "bad.json").write_text(json.dumps([{"image": "x.jpg", "question": "q", "answer": "a"}]))
+    with pytest.raises(ValueError, match="lacks video, required by nextqa_mc"):
+        convert_save_annotations(tmp_path / "bad.json", get_task("nextqa_mc"))
+
+
+def test_bootstrap_interval_brackets_the_value():
+    per_sample = [1.0, 0.0, 1.0, 1.0]
+    low, high = bootstrap_interval(lambda idx: sum(per_sample[i] for i in idx) / len(idx), 4)
+    assert 0.0 <= low <= 0.75 <= high <= 1.0
+    assert bootstrap_interval(lambda idx: 1.0, 10) == (1.0, 1.0)  # a constant statistic has a zero-width interval
+
+
+class _JudgeHandler(BaseHTTPRequestHandler):
+    """A fake OpenAI-compatible judge: answers Yes when the graded answer mentions the reference's key word."""
+
+    requests: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+        prompt = body["messages"][0]["content"]
+        graded = prompt.split("Answer to grade:")[1].split("\n")[0]
+        verdict = "Yes, it matches." if "train" in graded else "No. Different source."
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def judge_server():
+    _JudgeHandler.requests = []
+    server = HTTPServer(("127.0.0.1", 0), _JudgeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_llm_judge_over_http_stores_raw_answers_and_resumes(judge_server, tmp_path):
+    task = get_task("avssd")
+    records = [
+        {"id": "0", "question": "What is the source of the sound?", "prediction": "A train whistling.",
+         "reference": "The source of this sound in this scene is train whistling."},
+        {"id": "1", "question": "What is the source of the sound?", "prediction": "A dog barking.",
+         "reference": "The source of this sound in this scene is people belly laughing."},
+    ]
+    judge = OpenAICompatibleJudge(judge_server, "judge-model", api_key="k")
+    summary = score(task, records, judge=judge, judgments_file=tmp_path / "judgments.jsonl")
+    # Sample 0 judged Yes, sample 1 No -> accuracy 1/2.
+    assert summary["value"] == 0.5 and summary["metric"] == "accuracy" and summary["n"] == 2
+    assert [r["judge_answer"] for r in records] == ["Yes, it matches.", "No. Different source."]
+    assert [r["verdict"] for r in records] == [True, False]
+    sent = _JudgeHandler.requests
+    assert [r["path"] for r in sent] == ["/v1/chat/completions"] * 2
+    assert sent[0]["model"] == "judge-model" and sent[0]["auth"] == "Bearer k" and sent[0]["temperature"] == 0.0
+    assert sent[0]["messages"][0]["content"] == task.judge_prompt.format(
+        question=records[0]["question"], reference=records[0]["reference"], prediction="A train whistling."
+    )
+    stored = read_jsonl(tmp_path / "judgments.jsonl")
+    assert [s["judge_answer"] for s in stored] == ["Yes, it matches.", "No. Different source."]
+    # Scoring again reuses the stored verdicts: no new request.
+    score(task, [dict(r) for r in records], judge=judge, judgments_file=tmp_path / "judgments.jsonl")
+    assert len(_JudgeHandler.requests) == 2
+    assert judge_verdict("Verdict: no.") is False and judge_verdict("maybe") is None
+    with pytest.raises(ValueError, match="scored by an LLM judge"):
+        score(task, records)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    import torch
+
+    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.testing import tiny_favor_config
+    from transformers_av.testing.processor import tiny_processor
+
+    torch.manual_seed(0)
+    config = tiny_favor_config("video_salmonn")
+    path = tmp_path_factory.mktemp("tiny_model")
+    FavorForConditionalGeneration(config).save_pretrained(path)
+    tiny_processor(config).save_pretrained(path)
+    return path
+
+
+def test_cli_evaluate_streams_resumes_and_writes_summary_and_model_card(tiny_model_dir, tmp_path):
+    from transformers_av.cli import main
+    from transformers_av.testing import make_av_clip
+
+    media = tmp_path / "media"
+    make_av_clip(media / "clip.mp4", seconds=1.0, fps=4, size=(32, 32))
+    rows = [{"id": f"s{i}", "question": "where is this place", "choices": ["mall", "river"], "answer": "river",
+             "video": "clip.mp4"} for i in range(3)]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "results"
+    card = tmp_path / "card" / "README.md"
+    base = ["evaluate", "--model", str(tiny_model_dir), "--task", "nextqa_mc", "--data", str(manifest),
+            "--media-root", str(media), "--output", str(out), "--batch-size", "2", "--max-new-tokens", "3",
+            "--no-progress"]
+    assert main(base + ["--limit", "2"]) == 0  # an "interrupted" run: 2 of 3 samples
+    first = read_jsonl(out / "predictions.jsonl")
+    assert [r["id"] for r in first] == ["s0", "s1"]
+    with (out / "predictions.jsonl").open("a") as handle:
+        handle.write('{"id": "s2", "predic')  # a write cut off by the interruption
+    assert main(base + ["--model-card", str(card)]) == 0
+    records = read_jsonl(out / "predictions.jsonl")
+    assert [r["id"] for r in records] == ["s0", "s1", "s2"]  # resumed: only s2 generated, the torn line dropped
+    assert records[:2] == first
+    assert records[2]["prompt"] == get_task("nextqa_mc").format_prompt(rows[2])
+    results = read_jsonl(out / "results.jsonl")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 3 and summary["task"] == "nextqa_mc"
+    assert summary["value"] == pytest.approx(sum(r["score"] for r in results) / 3)
+    assert summary["ci95"][0] <= summary["value"] <= summary["ci95"][1]
+    assert "| nextqa_mc | accuracy ↑ |" in (out / "summary.md").read_text()
+    front = card.read_text()
+    assert "model-index:" in front and "nextqa_mc" in front and "accuracy" in front
+
+
+def test_load_manifest_formats_and_errors(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps([{"answer": "a"}, {"id": 5, "answer": "b"}]))
+    assert [r["id"] for r in load_manifest(tmp_path / "m.json")] == ["0", "5"]
+    (tmp_path / "d.jsonl").write_text('{"id": "x"}\n{"id": "x"}\n')
+    with pytest.raises(ValueError, match="duplicate sample id 'x'"):
+        load_manifest(tmp_path / "d.jsonl")
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        load_manifest(tmp_path / "missing.jsonl")
+
+
+def test_lmms_eval_plugin_routes_video_its_sound_and_separate_audio():
+    # lmms-eval itself is not installed (see the plugin's docstring); the media routing is plain Python.
+    from transformers_av.evaluation.lmms_eval_plugin import _messages_to_inputs
+
+    video_only = [{"role": "user", "content": [{"type": "video", "url": "a.mp4"}, {"type": "text", "text": "Q?"}]}]
+    assert _messages_to_inputs(video_only) == {"text": "Q?", "videos": "a.mp4"}  # the video's own sound track
+    separate = [{"role": "user", "content": [{"type": "video", "url": "a.mp4"}, {"type": "audio", "url": "b.wav"},
+                                             {"type": "text", "text": "Q?"}]}]
+    assert _messages_to_inputs(separate) == {"text": "Q?", "videos": "a.mp4", "audio": "b.wav"}
+    with pytest.raises(ValueError, match="one image per request"):
+        _messages_to_inputs([{"role": "user", "content": [{"type": "image", "url": 1}, {"type": "image", "url": 2}]}])
