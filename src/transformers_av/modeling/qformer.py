@@ -6,10 +6,11 @@ self-attention over the window's input features and uses its output as keys/valu
 (it is not chained into the next layer: every layer re-reads the window's input features).
 
 Batching: the windows of all resolutions go through ONE call. Windows are grouped into "super-windows" of the
-coarsest length; a finer resolution places several of its windows side by side in a super-window and keeps them apart
-with block-diagonal masks. Every super-window of every resolution then has the same number of input tokens and of
-queries (a config invariant), so resolutions stack along the batch axis without padding, and cost stays linear in
-video length.
+coarsest length; a finer resolution places several of its windows side by side in a super-window. Every super-window
+of every resolution then has the same number of input tokens and of queries (a config invariant), so resolutions stack
+along a leading axis without padding and all linear layers run once over everything. Only the attention products are
+taken per resolution: there each super-window is viewed as its windows, so a window attends within itself at the cost
+of its own length (no block-diagonal masks over the whole super-window). Cost stays linear in video length.
 """
 
 from __future__ import annotations
@@ -36,20 +37,36 @@ class QFormerAttention(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
-    def forward(self, hidden_states: torch.Tensor, key_value_states: torch.Tensor, attention_mask: torch.Tensor):
-        # hidden_states (R, S, Lq, D), key_value_states (R, S, Lk, Dkv), attention_mask additive, broadcastable
-        # to (R, S, 1, Lq, Lk)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor,
+        windows_per_row: list[int],
+        attention_masks: list[torch.Tensor | None],
+    ):
+        # hidden_states (R, S, Lq, D), key_value_states (R, S, Lk, Dkv): R resolutions x S super-windows. Resolution r
+        # splits each row into windows_per_row[r] windows that attend only within themselves; attention_masks[r] is
+        # additive and broadcastable to (S * windows, heads, Lq / windows, Lk / windows), or None.
         *lead, q_len, _ = hidden_states.shape
-        k_len = key_value_states.shape[-2]
-        query = self.query(hidden_states).view(*lead, q_len, self.num_heads, self.head_dim).transpose(-2, -3)
-        key = self.key(key_value_states).view(*lead, k_len, self.num_heads, self.head_dim).transpose(-2, -3)
-        value = self.value(key_value_states).view(*lead, k_len, self.num_heads, self.head_dim).transpose(-2, -3)
-        context = nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (R, S, heads, Lq, head_dim)
-        context = context.transpose(-2, -3).reshape(*lead, q_len, -1)
+        query, key, value = self.query(hidden_states), self.key(key_value_states), self.value(key_value_states)
+        contexts = []
+        for r, (windows, mask) in enumerate(zip(windows_per_row, attention_masks)):
+            contexts.append(self._attend(query[r], key[r], value[r], windows, mask))
+        context = torch.stack(contexts)  # (R, S, Lq, D)
         context = nn.functional.dropout(self.dense(context), self.dropout, self.training)
         return self.layer_norm(context + hidden_states)
+
+    def _attend(self, query, key, value, windows: int, mask: torch.Tensor | None) -> torch.Tensor:
+        # (S, Lq, D), (S, Lk, D) -> (S * windows, heads, L / windows, head_dim) -> attention -> (S, Lq, D)
+        rows, q_len, width = query.shape
+
+        def heads(x):
+            return x.reshape(rows * windows, x.shape[1] // windows, self.num_heads, self.head_dim).transpose(1, 2)
+
+        context = nn.functional.scaled_dot_product_attention(
+            heads(query), heads(key), heads(value), attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return context.transpose(1, 2).reshape(rows, q_len, width)
 
 
 class CausalQFormerLayer(GradientCheckpointingLayer):
@@ -69,27 +86,31 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
         self.dropout = dropout
 
     def forward(self, queries, window_features, masks: WindowMasks):
+        windows = masks.windows_per_row
         if self.window_attention is not None:
-            window_features = self.window_attention(window_features, window_features, masks.window)
-        queries = self.self_attention(queries, queries, masks.queries)
-        queries = self.cross_attention(queries, window_features, masks.cross)
+            window_features = self.window_attention(window_features, window_features, windows, masks.window)
+        queries = self.self_attention(queries, queries, windows, [None] * len(windows))
+        queries = self.cross_attention(queries, window_features, windows, masks.cross)
         update = self.output(self.activation(self.intermediate(queries)))
         return self.output_layer_norm(nn.functional.dropout(update, self.dropout, self.training) + queries)
 
 
 @dataclass
 class WindowMasks:
-    """Additive attention masks of the super-window layout (0 = attend, negative = do not).
+    """How each resolution cuts a super-window into windows, and the additive masks of one window (0 = attend).
 
-    window: (R, 1, 1, L, L) frame-level causal mask inside each window, -inf across windows.
-    queries: (R, 1, 1, Q, Q) queries see the queries of their own window only.
-    cross: (R, S, 1, Q, L) queries see their window's tokens; padding frames get the dtype's minimum (not -inf),
-        so a window made only of padding attends uniformly to its own tokens, as the reference implementation does.
+    windows_per_row: windows of each resolution in one super-window.
+    window: per resolution, (1, 1, Lw, Lw) frame-level causal mask inside a window (None when every token may attend
+        every token of its window).
+    cross: per resolution, (S * windows, 1, 1, Lw) queries see their window's tokens; padding frames get the dtype's
+        minimum (not -inf), so a window made only of padding attends uniformly to its own tokens, as the reference
+        implementation does.
+    Queries attend to all queries of their own window, so their self-attention needs no mask.
     """
 
-    window: torch.Tensor
-    queries: torch.Tensor
-    cross: torch.Tensor
+    windows_per_row: list[int]
+    window: list[torch.Tensor | None]
+    cross: list[torch.Tensor]
 
 
 def build_window_masks(
@@ -102,37 +123,28 @@ def build_window_masks(
     """Masks for `frame_valid` (S, F) (super-windows x coarsest-window frames) under every resolution."""
     device = frame_valid.device
     num_frames = frame_valid.shape[1]
-    frame_index = torch.arange(num_frames, device=device)
-    window_masks, query_masks, cross_masks = [], [], []
-    for frames_per_window, num_queries in resolutions:
-        window_of_frame = frame_index // frames_per_window  # (F,)
-        same_window = window_of_frame[:, None] == window_of_frame[None, :]  # (F, F)
+    # padding frames get the finite minimum: a window made only of padding must not give NaN
+    padding = torch.zeros(frame_valid.shape, dtype=dtype, device=device).masked_fill(
+        ~frame_valid, torch.finfo(dtype).min
+    )  # (S, F)
+    windows_per_row, window_masks, cross_masks = [], [], []
+    for frames_per_window, _ in resolutions:
+        windows = num_frames // frames_per_window
+        windows_per_row.append(windows)
+        frame_index = torch.arange(frames_per_window, device=device)
         if causal_attention == "future":
-            allowed = same_window & (frame_index[None, :] >= frame_index[:, None])
+            allowed = frame_index[None, :] >= frame_index[:, None]
         elif causal_attention == "past":
-            allowed = same_window & (frame_index[None, :] <= frame_index[:, None])
+            allowed = frame_index[None, :] <= frame_index[:, None]
         else:
-            allowed = same_window
-        allowed = allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)  # (L, L)
-        window_masks.append(_additive(allowed, dtype))
-
-        windows_per_super = num_frames // frames_per_window
-        window_of_query = torch.arange(windows_per_super * num_queries, device=device) // num_queries  # (Q,)
-        query_masks.append(_additive(window_of_query[:, None] == window_of_query[None, :], dtype))
-
-        own_window = window_of_query[:, None] == window_of_frame[None, :]  # (Q, F)
-        cross = _additive(own_window, dtype)  # (Q, F)
-        # padding frames get the finite minimum: a window made only of padding must not give NaN
-        padding = torch.zeros(frame_valid.shape, dtype=dtype, device=device).masked_fill(
-            ~frame_valid, torch.finfo(dtype).min
-        )  # (S, F)
-        cross = torch.where(own_window[None], padding[:, None, :], cross[None])  # (S, Q, F)
-        cross_masks.append(cross.repeat_interleave(tokens_per_frame, -1))  # (S, Q, L)
-    return WindowMasks(
-        window=torch.stack(window_masks)[:, None, None],
-        queries=torch.stack(query_masks)[:, None, None],
-        cross=torch.stack(cross_masks)[:, :, None],
-    )
+            allowed = None
+        if allowed is not None:
+            allowed = allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)  # (Lw, Lw)
+            allowed = _additive(allowed, dtype)[None, None]
+        window_masks.append(allowed)
+        cross = padding.reshape(-1, frames_per_window).repeat_interleave(tokens_per_frame, -1)  # (S * windows, Lw)
+        cross_masks.append(cross[:, None, None, :])
+    return WindowMasks(windows_per_row=windows_per_row, window=window_masks, cross=cross_masks)
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
