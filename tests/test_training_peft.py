@@ -249,22 +249,26 @@ def test_gradient_accumulation_equals_full_batch(tmp_path):
 
 
 @torch.no_grad()
-def test_gradient_accumulation_with_diversity_loss_differs_by_the_micro_batch_terms():
-    # What Trainer computes for one optimizer step with the diversity weight on: the accumulated loss sums the 4
-    # micro-batch losses (LM terms normalised by num_items_in_batch, diversity terms NOT), the full batch has one
-    # diversity loss over all windows. The LM terms agree; the losses differ by w * (sum_i div_i - div_full), about
-    # (4 - 1) * w * div. (Weight 1 so that the gap is far above float noise: the tiny model's diversity is ~1e-3.)
+def test_gradient_accumulation_applies_the_diversity_weight_once():
+    # One optimizer step over 4 micro-batches sums their losses (Trainer passes the step's num_items_in_batch to
+    # each). The LM terms add up to the full batch's LM loss; each diversity term is scaled by its micro-batch's
+    # share of the answer tokens, so the step carries w x (token-weighted mean of the micro-batch diversities) --
+    # not 4 x w x diversity, which an unscaled term would give. (Weight 1 keeps the terms far above float noise.)
     weight = 1.0
     model = lora_model(config={"diversity_loss_weight": weight}).eval()
     collator = Collator(model.config)
-    num_items = sum(len(s["answer"]) for s in SAMPLES)
+    batches = [collator([s]) for s in SAMPLES]
+    counts = [int(b["labels"][..., 1:].ne(-100).sum()) for b in batches]
+    num_items = sum(counts)
     full = model(**collator(SAMPLES), num_items_in_batch=num_items)
-    micro = [model(**collator([s]), num_items_in_batch=num_items) for s in SAMPLES]
+    micro = [model(**b, num_items_in_batch=num_items) for b in batches]
     assert abs(sum(out.lm_loss.item() for out in micro) - full.lm_loss.item()) < 1e-5
-    gap = sum(out.loss.item() for out in micro) - full.loss.item()
-    diversity_gap = sum(out.diversity_loss.item() for out in micro) - full.diversity_loss.item()
-    assert abs(gap - weight * diversity_gap) < 1e-5
-    assert gap > 1e-4 and abs(diversity_gap - 3 * full.diversity_loss.item()) < full.diversity_loss.item()
+    diversity_part = sum(out.loss.item() - out.lm_loss.item() for out in micro)
+    weighted_mean = sum(c / num_items * out.diversity_loss.item() for c, out in zip(counts, micro))
+    assert abs(diversity_part - weight * weighted_mean) < 1e-6
+    # the full batch applies the weight once too, to its own (window-averaged) diversity: same scale, not 4x
+    assert abs(full.loss.item() - full.lm_loss.item() - weight * full.diversity_loss.item()) < 1e-6
+    assert 0.5 < diversity_part / (weight * full.diversity_loss.item()) < 2.0
 
 
 # -- adapter save / load / merge ---------------------------------------------------------------------------------------

@@ -587,7 +587,8 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
 
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens.
         The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation) plus
-        `config.diversity_loss_weight` times the diversity loss of the connector queries.
+        `config.diversity_loss_weight` times the diversity loss of the connector queries (given `num_items_in_batch`,
+        scaled by this batch's share of the answer tokens, so accumulated micro-batches apply the weight once).
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         outputs = self.model(
@@ -625,7 +626,14 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             )
             loss = lm_loss
             if outputs.diversity_loss is not None and self.config.diversity_loss_weight:
-                loss = lm_loss + self.config.diversity_loss_weight * outputs.diversity_loss.to(lm_loss.dtype)
+                diversity = outputs.diversity_loss.to(lm_loss.dtype)
+                if num_items_in_batch is not None:
+                    # Trainer sums the micro-batch losses of a gradient-accumulation step (and of the ranks): weigh
+                    # this micro-batch's diversity term by its share of the step's answer tokens, so that the step
+                    # applies the weight once, to the token-weighted mean of the micro-batch diversity losses.
+                    share = labels[..., 1:].ne(-100).sum() / num_items_in_batch
+                    diversity = diversity * share.to(device=diversity.device, dtype=diversity.dtype)
+                loss = lm_loss + self.config.diversity_loss_weight * diversity
         return FavorCausalLMOutputWithPast(
             loss=loss,
             lm_loss=lm_loss,
