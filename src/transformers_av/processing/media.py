@@ -120,7 +120,7 @@ class VideoClip:
     """Frames sampled from a video, with everything needed to place them in time.
 
     Attributes:
-        frames: uint8 ``(T, H, W, 3)`` RGB.
+        frames: uint8 ``(T, H, W, 3)`` RGB (or the stacked results of ``frame_transform``).
         timestamps: float64 ``(T,)`` presentation time (seconds, relative to the stream start) of each returned frame.
         fps: frame rate of the source (average rate of the stream; for in-memory frames the given rate).
         duration: duration of the source in seconds (stream header when known, else up to the end of the last
@@ -562,6 +562,7 @@ def load_video(
     max_frames: int | None = None,
     size: tuple[int, int] | int | None = None,
     source_fps: float | None = None,
+    frame_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> VideoClip:
     """Decode and sample a video.
 
@@ -581,6 +582,9 @@ def load_video(
         source_fps: frame rate of in-memory frames. Given: they are sampled like a decoded video with that rate.
             Not given: they are taken as already sampled at ``fps`` (all kept, ``timestamps = arange(T) / fps``).
             Ignored for files (their timestamps are used).
+        frame_transform: applied to each kept frame (uint8 ``(H, W, 3)`` RGB) as soon as it is decoded; ``frames``
+            then stacks its results. `FavorProcessor` turns frames into model pixels here, so a long high-resolution
+            video never holds its sampled frames at full resolution.
 
     Returns:
         a :class:`VideoClip`.
@@ -596,7 +600,8 @@ def load_video(
     limit = None if max_seconds_f is None else Fraction(max_seconds_f).limit_denominator(1_000_000)
 
     def convert(frame):
-        return _frame_to_rgb(frame, size)
+        rgb = _frame_to_rgb(frame, size)
+        return rgb if frame_transform is None else frame_transform(rgb)
 
     if _is_pathlike(source) or _is_filelike(source) or isinstance(source, (bytes, bytearray, memoryview)):
         return _load_video_file(source, sampling, step, limit, max_frames, size, convert)
