@@ -366,3 +366,28 @@ def test_card_templates_follow_the_architecture_and_recorded_sources(tmp_path):
     assert "is a **video-SALMONN** audio-visual language model" in salmonn.text
     finetuned = render_model_card(config, "org/favor-avqa", finetuned_from="org/favor-7b")
     assert finetuned.data.base_model[0] == "org/favor-7b" and "fine-tuned FAVOR" in finetuned.text
+
+
+def test_training_cli_pushes_the_final_model_with_its_training_details(server, tmp_path):
+    # `transformers-av train ... --hub-model-id`: the final model and processor reach the Hub with a card that records
+    # the training data and hyper-parameters; the pushed weights are the ones written to final/
+    output = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "transformers_av.cli", "train", "--model", "tiny-favor", "--train-data", "synthetic:sync",
+        "--synthetic-clips", "2", "--max-steps", "1", "--learning-rate", "3e-4", "--output-dir", str(output),
+        "--disable-tqdm", "--hub-model-id", "user/favor-finetuned",
+    ]
+    env = {**os.environ, **server.client_environment(tmp_path / "hf_home")}
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "pushed" in result.stdout
+
+    pushed_weights = server.read_file("user/favor-finetuned", "model.safetensors")
+    assert pushed_weights == (output / "final" / "model.safetensors").read_bytes()
+    assert server.read_file("user/favor-finetuned", "processor_config.json")
+    card_path = tmp_path / "README.md"
+    card_path.write_bytes(server.read_file("user/favor-finetuned", "README.md"))
+    card = ModelCard.load(card_path)
+    assert card.data.library_name == "transformers"
+    assert "learning_rate" in card.text and "0.0003" in card.text
+    assert "synthetic audio-visual sync task" in card.text

@@ -132,6 +132,10 @@ class TrainSettings:
     weights_digest: bool = field(default=False, metadata=_help(
         f"write output_dir/{DIGEST_DIR}/rank-R.json (SHA-256 of every rank's weights before and after training), "
         "to check that data-parallel ranks end identical (DDP / ZeRO-1/2: replicated weights)"))
+    hub_model_id: str | None = field(default=None, metadata=_help(
+        "after training, push final/ (model + processor + a model card with the training data and hyper-parameters) "
+        "to this Hub repository (for LoRA runs from a checkpoint, the adapter too, to <hub_model_id>-adapter)"))
+    hub_private: bool = field(default=False, metadata=_help("create the Hub repositories as private"))
     training_args: dict[str, Any] = field(default_factory=dict, metadata=_help(
         "any other TrainingArguments keyword (JSON on the command line), e.g. {\"optim\": \"adamw_torch_fused\"}"))
 
@@ -531,6 +535,8 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
     trainer.save_state()  # output_dir/trainer_state.json: the whole loss curve (log_history)
     final_dir = Path(settings.output_dir) / FINAL_DIR
     _save_final(trainer, settings, processor, final_dir)
+    if settings.hub_model_id and trainer.is_world_process_zero():
+        _push_final(trainer, settings, final_dir, train_data, num_examples=len(train_dataset))
     return {
         "final_dir": str(final_dir),
         "global_step": trainer.state.global_step,
@@ -539,6 +545,33 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
         "lora": settings.lora,
         "is_main_process": trainer.is_world_process_zero(),
     }
+
+
+def _push_final(trainer, settings: TrainSettings, final_dir: Path, train_data: str, num_examples: int) -> None:
+    """Push what `final_dir` holds (the merged model for LoRA runs) and, for LoRA runs, the adapter, with model
+    cards that record the training data and hyper-parameters. Everything is validated before anything is sent."""
+    from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+    from ..hub import TrainingDetails, push_to_hub
+
+    trained = trainer.accelerator.unwrap_model(trainer.model)  # PEFT-wrapped for LoRA runs: its settings go to the card
+    dataset_name = "synthetic audio-visual sync task" if settings.train_data == SYNTHETIC_SYNC_DATA else train_data
+    training = TrainingDetails.from_training_arguments(
+        trainer.args, datasets=[dataset_name], model=trained, num_examples=num_examples,
+        notes=f"transformers-av train, {trainer.state.global_step} optimizer steps",
+    )
+    base = None if settings.model in TINY_MODELS or settings.model.lower() in _presets() else settings.model
+    model = AutoModelForMultimodalLM.from_pretrained(final_dir)
+    processor = AutoProcessor.from_pretrained(final_dir)
+    push_to_hub(model, settings.hub_model_id, processor=processor, private=settings.hub_private, training=training,
+                finetuned_from=base)
+    print(f"pushed {final_dir} to {settings.hub_model_id}")
+    if settings.lora and base is not None and not _is_sharded(trainer):
+        # the adapter applies to the model training started from (a from-scratch tiny model has no such checkpoint)
+        adapter_repo = f"{settings.hub_model_id}-adapter"
+        push_to_hub(trained, adapter_repo, processor=processor, private=settings.hub_private, training=training,
+                    finetuned_from=base)
+        print(f"pushed the adapter to {adapter_repo}")
 
 
 def _save_final(trainer, settings: TrainSettings, processor, final_dir: Path) -> None:
