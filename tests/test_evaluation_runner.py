@@ -198,7 +198,7 @@ def test_load_manifest_formats_and_errors(tmp_path):
 
 
 def test_lmms_eval_plugin_routes_video_its_sound_and_separate_audio():
-    # lmms-eval itself is not installed (see the plugin's docstring); the media routing is plain Python.
+    # the media routing alone, in plain Python (lmms-eval itself runs the plugin in tests/test_lmms_eval_plugin.py)
     from transformers_av.evaluation.lmms_eval_plugin import _messages_to_inputs
 
     video_only = [{"role": "user", "content": [{"type": "video", "url": "a.mp4"}, {"type": "text", "text": "Q?"}]}]
