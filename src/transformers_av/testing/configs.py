@@ -72,6 +72,8 @@ def tiny_vision_config(image_size: int = 224) -> dict:
         "image_size": image_size,
         "patch_size": 14,
         "layer_norm_eps": 1e-6,
+        # InstructBLIP's default (1e-10) would make a random tiny ViT output ~1e-6 whatever the picture
+        "initializer_range": 0.02,
     }
 
 
