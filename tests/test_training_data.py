@@ -288,3 +288,28 @@ def test_trainer_feeds_the_collator_raw_rows(processor, media, tmp_path):
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=FavorDataCollator(processor))
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))
+
+
+def test_favor_trainer_keeps_the_raw_columns_without_being_told(processor, media, tmp_path):
+    """FavorTrainer with default TrainingArguments (remove_unused_columns=True): the rows still reach the collator."""
+    from transformers import TrainingArguments
+
+    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.training import FavorTrainer
+
+    model = FavorForConditionalGeneration(tiny_favor_config("video_salmonn", image_size=28))
+    model.freeze_encoders()
+    dataset = load_av_dataset([{"video": "short.mp4", "prompt": "Q?", "answer": "red"}], media_root=media)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=1, max_steps=1,
+                             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+    assert args.remove_unused_columns
+    seen = []
+
+    def collate(rows):
+        seen.append(sorted(rows[0]))
+        return FavorDataCollator(processor)(rows)
+
+    trainer = FavorTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
+    trainer.train()
+    assert not args.remove_unused_columns
+    assert {"video", "prompt", "answer"} <= set(seen[0])

@@ -4,19 +4,20 @@
 its forward takes `labels` and `num_items_in_batch` (so gradient accumulation normalises the LM loss over the whole
 accumulated batch) and returns `loss = lm_loss + diversity_loss_weight * diversity_loss`. Two things to know:
 
-* `remove_unused_columns=False` is required: the media inputs (`pixel_values_videos`, `input_features`, ...) are
-  not in the signature of a `PeftModel`'s forward (`*args, **kwargs`), and the Trainer would silently drop them.
-  `favor_training_arguments(...)` sets it.
+* `remove_unused_columns=False` is required: the dataset rows (paths, prompts) are decoded by the collator, and the
+  media inputs are not in the signature of a `PeftModel`'s forward (`*args, **kwargs`), so the Trainer would silently
+  drop them. `FavorTrainer` and `favor_training_arguments(...)` set it.
 * Activation (gradient) checkpointing belongs on the LLM layers only: the encoders are frozen and run under
   `torch.no_grad()`, so there is nothing to recompute there. Use `enable_llm_gradient_checkpointing(model)`
   rather than `TrainingArguments(gradient_checkpointing=True)`, which would flag every encoder layer of the model.
 
 `FavorTrainer` only adds the two loss terms to the training logs (`lm_loss`, `diversity_loss`).
 
-Gradient accumulation and the diversity loss: the diversity loss is a per-batch mean over the connector's windows
-that the model adds to every micro-batch's loss unscaled, while the LM loss is normalised by the token count of the
-whole accumulated batch. With N accumulation steps the diversity term of an optimizer step is therefore the SUM of
-N micro-batch means (about N times its weight at batch size N x 1); scale `diversity_loss_weight` accordingly.
+Gradient accumulation and the diversity loss: the LM loss is normalised by the answer-token count of the whole
+accumulated batch (`num_items_in_batch`), and the model scales each micro-batch's diversity term by that micro-batch's
+share of those tokens, so an optimizer step applies `diversity_loss_weight` once, to the token-weighted mean of the
+micro-batch diversity losses (the diversity loss itself is a mean over the windows of a batch, so it is not exactly
+the full batch's value).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import nested_gather
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 LOSS_TERMS = ("lm_loss", "diversity_loss")
 
@@ -82,9 +86,15 @@ def disable_llm_gradient_checkpointing(model: nn.Module) -> nn.Module:
 class FavorTrainer(Trainer):
     """`transformers.Trainer` that also logs the model's `lm_loss` and `diversity_loss`, averaged over the logging
     interval like `loss` (per optimizer step: `lm_loss` on the same scale as `loss`; `diversity_loss` as the mean of
-    its micro-batch values). Training itself is unchanged."""
+    its micro-batch values), and keeps the raw dataset columns for the collator (`remove_unused_columns=False`).
+    Training itself is unchanged."""
 
     def __init__(self, *args, **kwargs):
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if training_args is not None and training_args.remove_unused_columns:
+            # the collator needs the raw columns (media paths, prompts): never let the Trainer drop them
+            logger.info("FavorTrainer: setting remove_unused_columns=False (the collator decodes the raw rows).")
+            training_args.remove_unused_columns = False
         super().__init__(*args, **kwargs)
         self._loss_term_totals: dict[str, torch.Tensor] = {}  # on-device sums since the last training log
         self._loss_term_steps: set[int] = set()  # the optimizer steps they cover
