@@ -82,9 +82,9 @@ def test_assembled_model_holds_the_components_weights(components):
     inner = model.model
     assert_same_weights(inner.speech_encoder, components["whisper"].model.encoder)
     assert_same_weights(inner.audio_encoder, components["beats"])
-    assert_same_weights(inner.vision_model, components["instructblip"].vision_model)
-    assert_same_weights(inner.vision_qformer, components["instructblip"].qformer)
-    assert torch.equal(inner.vision_query_tokens, components["instructblip"].query_tokens)
+    assert_same_weights(inner.visual_encoder.vision_model, components["instructblip"].vision_model)
+    assert_same_weights(inner.visual_encoder.qformer, components["instructblip"].qformer)
+    assert torch.equal(inner.visual_encoder.query_tokens, components["instructblip"].query_tokens)
     # the LLM: every original row and layer, plus one row for <AV> (id 512 = the tokenizer's next id)
     llm = components["llm"]
     assert model.config.audio_visual_token_id == 512 and model.config.text_config.vocab_size == 513
@@ -96,14 +96,14 @@ def test_assembled_model_holds_the_components_weights(components):
     # nothing of the InstructBLIP LLM or the Whisper decoder came along
     names = set(model.state_dict())
     assert not any("decoder" in n and "speech_encoder" in n for n in names)
-    assert not any(n.startswith("model.vision_qformer.") and "language" in n for n in names)
+    assert not any(n.startswith("model.visual_encoder.qformer.") and "language" in n for n in names)
     # the connector is initialised by the model's rules (normal(0, 0.02) weights, no NaN), encoders frozen
     connector = inner.connector
     assert all(torch.isfinite(p).all() for p in connector.parameters())
     for weight in (connector.speech_projection.weight, connector.position_embedding.weight, connector.query_tokens[1]):
         assert 0.015 < float(weight.detach().std()) < 0.025
     assert not any(p.requires_grad for p in inner.speech_encoder.parameters())
-    assert not inner.vision_query_tokens.requires_grad
+    assert not inner.visual_encoder.query_tokens.requires_grad
     assert all(p.requires_grad for p in connector.parameters())
     # the sources are recorded for the model card
     assert model.config.speech_config._name_or_path == str(components["root"] / "whisper")

@@ -26,7 +26,7 @@ from transformers_av.training import (
 
 IMAGE = 28  # tiny ViT input: 2 x 2 patches
 MEL_CHUNK = 3000
-ENCODERS = ("vision_model", "vision_qformer", "vision_query_tokens", "speech_encoder", "audio_encoder")
+ENCODERS = ("visual_encoder", "speech_encoder", "audio_encoder")
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 
@@ -184,7 +184,7 @@ def test_apply_lora_trains_llm_lora_and_connector_only(target, projections):
     peft_model(**batch).loss.backward()
     for part, module in model.model.encoder_modules().items():
         assert all(p.grad is None for p in module.parameters()), part
-    assert model.model.vision_query_tokens.grad is None
+    assert model.model.visual_encoder.query_tokens.grad is None
     frozen = [n for n, p in peft_model.named_parameters() if not p.requires_grad and p.grad is not None]
     assert frozen == []
     assert all(peft_model.get_parameter(n).grad is not None for n in expected)
@@ -351,7 +351,7 @@ def test_llm_gradient_checkpointing_same_loss_and_gradients():
 
                     module._gradient_checkpointing_func = counted
             favor = peft_model.base_model.model.model
-            for part in ("vision_model", "vision_qformer", "speech_encoder", "audio_encoder", "connector"):
+            for part in ("visual_encoder", "speech_encoder", "audio_encoder", "connector"):
                 modules = getattr(favor, part).named_modules()
                 assert [n for n, m in modules if getattr(m, "gradient_checkpointing", False)] == [], part
         peft_model.train()

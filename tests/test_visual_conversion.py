@@ -44,11 +44,11 @@ def converted(official):
         return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
     vision.load_state_dict(sub("vision_model."), strict=True)
-    qformer.load_state_dict(sub("vision_qformer."), strict=True)
+    qformer.load_state_dict(sub("qformer."), strict=True)
     assert set(state_dict) == {f"vision_model.{k}" for k in vision.state_dict()} | {
-        f"vision_qformer.{k}" for k in qformer.state_dict()
-    } | {"vision_query_tokens"}
-    return vision, qformer, state_dict["vision_query_tokens"], dropped
+        f"qformer.{k}" for k in qformer.state_dict()
+    } | {"query_tokens"}
+    return vision, qformer, state_dict["query_tokens"], dropped
 
 
 def test_configs(converted):

@@ -360,7 +360,7 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     """Parameters per part (visual encoder, speech encoder, audio-event encoder, connector, LLM, LM head) and total."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     parts = {"visual encoder": 0, "speech encoder": 0, "audio-event encoder": 0, "connector": 0, "LLM": 0, "LM head": 0}
-    groups = {"vision_model": "visual encoder", "vision_qformer": "visual encoder", "vision_query_tokens": "visual encoder",
+    groups = {"visual_encoder": "visual encoder",
               "speech_encoder": "speech encoder", "audio_encoder": "audio-event encoder", "connector": "connector",
               "language_model": "LLM", "lm_head": "LM head"}
     seen = set()

@@ -26,7 +26,9 @@ MODEL_REMOTE_CODE_FILES = (
     "modeling/favor.py",
     "modeling/qformer.py",
     "modeling/sync.py",
+    "modeling/visual_encoders.py",
     "modeling/windows.py",
+    "modeling/parts/clip_frames.py",
 )
 PROCESSOR_REMOTE_CODE_FILES = (
     "modeling/windows.py",
@@ -51,6 +53,7 @@ SUB_PROCESSOR_AUTO_MAPS = {
 _CROSS_PACKAGE_IMPORT = re.compile(
     r"^(\s*)from \.\.(?:configuration|modeling|processing)\.(\w+) import", flags=re.MULTILINE
 )
+_SUBPACKAGE_IMPORT = re.compile(r"^(\s*)from \.parts\.(\w+) import", flags=re.MULTILINE)  # modeling/parts/*
 
 
 def write_remote_code(save_directory: str | Path, files: tuple[str, ...] = MODEL_REMOTE_CODE_FILES) -> list[Path]:
@@ -60,7 +63,7 @@ def write_remote_code(save_directory: str | Path, files: tuple[str, ...] = MODEL
     written = []
     for relative in files:
         source = (PACKAGE_ROOT / relative).read_text(encoding="utf-8")
-        flat = _CROSS_PACKAGE_IMPORT.sub(r"\1from .\2 import", source)
+        flat = _SUBPACKAGE_IMPORT.sub(r"\1from .\2 import", _CROSS_PACKAGE_IMPORT.sub(r"\1from .\2 import", source))
         if re.search(r"^\s*from \.\.", flat, flags=re.MULTILINE):
             raise RuntimeError(f"{relative} imports from outside the remote-code file set; extend the file list.")
         target = save_directory / Path(relative).name

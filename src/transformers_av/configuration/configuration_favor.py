@@ -3,7 +3,7 @@
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig, PreTrainedConfig, WhisperConfig
+from transformers import AutoConfig, InstructBlipQFormerConfig, PreTrainedConfig, WhisperConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .configuration_beats import BeatsConfig
@@ -19,8 +19,11 @@ class FavorConfig(PreTrainedConfig):
         text_config: the causal LM (any model `AutoModelForCausalLM` builds; Llama/Vicuna by default).
         speech_config ([`WhisperConfig`]): only its encoder is built.
         audio_config ([`BeatsConfig`], optional): the audio-event encoder; `None` drops it (FAVOR).
-        vision_config ([`InstructBlipVisionConfig`]): the ViT.
-        qformer_config ([`InstructBlipQFormerConfig`]): the instruction-aware visual Q-Former.
+        vision_config ([`InstructBlipVisionConfig`] by default): the ViT. Its `model_type` picks the visual encoder
+            part (`modeling/visual_encoders.py`): `instructblip_vision_model` (ViT + the instruction-aware Q-Former of
+            `qformer_config`), `clip_vision_model` (CLIP patches pooled to `num_query_tokens` per frame), or any type
+            registered with `register_visual_encoder`.
+        qformer_config ([`InstructBlipQFormerConfig`]): the instruction-aware visual Q-Former (InstructBLIP only).
 
     Args:
         num_query_tokens (`int`, defaults to 32):
@@ -74,7 +77,8 @@ class FavorConfig(PreTrainedConfig):
             init_kwargs={"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20, "encoder_ffn_dim": 5120},
         ),
         "audio_config": SubConfigSpec(config_class=BeatsConfig, optional=True),
-        "vision_config": SubConfigSpec(config_class=InstructBlipVisionConfig),
+        # any vision config whose model_type has a registered visual encoder part (modeling/visual_encoders.py)
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="instructblip_vision_model"),
         "qformer_config": SubConfigSpec(config_class=InstructBlipQFormerConfig, init_kwargs={"vocab_size": 30523}),
     }
 
@@ -124,8 +128,16 @@ class FavorConfig(PreTrainedConfig):
     # Derived sizes -------------------------------------------------------------------------------------------------
     @property
     def visual_feature_size(self) -> int:
-        """Width of one visual token (the visual Q-Former's hidden size); audio streams are projected to it."""
-        return self.qformer_config.hidden_size
+        """Width of one visual token (InstructBLIP: the visual Q-Former's hidden size); audio streams are projected
+        to it."""
+        from ..modeling.visual_encoders import visual_encoder_class
+
+        return visual_encoder_class(self.vision_config.model_type).feature_size(self)
+
+    @property
+    def uses_instruction_qformer(self) -> bool:
+        """Whether the visual encoder is InstructBLIP's (whose Q-Former reads the instruction text)."""
+        return self.vision_config.model_type == "instructblip_vision_model"
 
     @property
     def joint_feature_size(self) -> int:
@@ -188,7 +200,7 @@ class FavorConfig(PreTrainedConfig):
                 f"the joint feature width ({self.joint_feature_size}) must be divisible by connector_num_attention_heads "
                 f"({self.connector_num_attention_heads}) for the frame-level causal attention."
             )
-        if self.qformer_config.encoder_hidden_size != self.vision_config.hidden_size:
+        if self.uses_instruction_qformer and self.qformer_config.encoder_hidden_size != self.vision_config.hidden_size:
             fail(
                 f"qformer_config.encoder_hidden_size ({self.qformer_config.encoder_hidden_size}) must equal the ViT width "
                 f"vision_config.hidden_size ({self.vision_config.hidden_size})."

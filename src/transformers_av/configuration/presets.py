@@ -68,9 +68,7 @@ def preset_parameter_counts(name: str) -> dict[str, int]:
         "llm": sum(p.numel() for p in inner.language_model.parameters()) + model.lm_head.weight.numel(),
         "whisper_encoder": sum(p.numel() for p in inner.speech_encoder.parameters()),
         "beats": sum(p.numel() for p in inner.audio_encoder.parameters()) if inner.audio_encoder is not None else 0,
-        "vision": sum(p.numel() for p in inner.vision_model.parameters())
-        + sum(p.numel() for p in inner.vision_qformer.parameters())
-        + inner.vision_query_tokens.numel(),
+        "vision": sum(p.numel() for p in inner.visual_encoder.parameters()),
         "connector": sum(p.numel() for p in inner.connector.parameters()),
     }
     parts["total"] = sum(p.numel() for p in model.parameters())

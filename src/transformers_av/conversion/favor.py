@@ -111,7 +111,7 @@ def convert_official_state_dict(
     # visual encoder (ViT, ln_vision, instruction-aware Q-Former, its query tokens)
     visual_keys = {k: remaining.pop(k) for k in [k for k in remaining if k.startswith(("visual_encoder.", "ln_vision.", "Qformer.", "query_tokens"))]}
     visual, visual_dropped = convert_visual_state_dict(visual_keys)
-    converted.update({f"model.{k}": v for k, v in visual.items()})
+    converted.update({f"model.visual_encoder.{k}": v for k, v in visual.items()})
     report.dropped.update(visual_dropped)
 
     # Whisper encoder: same layout as transformers' WhisperEncoder

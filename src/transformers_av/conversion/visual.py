@@ -1,6 +1,6 @@
 """The official visual encoder (LAVIS EVA ViT-g + instruction-aware BLIP-2 Q-Former, as used by video-SALMONN and
-FAVOR) -> transformers' `InstructBlipVisionModel` (`vision_model`), `InstructBlipQFormerModel` (`vision_qformer`) and
-the query tokens (`vision_query_tokens`).
+FAVOR) -> transformers' `InstructBlipVisionModel` (`vision_model`), `InstructBlipQFormerModel` (`qformer`) and
+the query tokens (`query_tokens`).
 
 Official keys (`OpenLLAMAPEFTModel.state_dict()` or the LAVIS InstructBLIP `.pth`) and where they go:
 
@@ -14,11 +14,11 @@ Official keys (`OpenLLAMAPEFTModel.state_dict()` or the LAVIS InstructBLIP `.pth
   a single `layer_norm_eps`, so the model owning `vision_model` must set `post_layernorm.eps` itself, see
   `LN_VISION_EPS`);
 - `Qformer.bert.embeddings.{word_embeddings, position_embeddings, LayerNorm}` ->
-  `vision_qformer.embeddings.{word_embeddings, position_embeddings, layernorm}`;
+  `qformer.embeddings.{word_embeddings, position_embeddings, layernorm}`;
 - `Qformer.bert.encoder.layer.N.{attention, crossattention}.self.{query, key, value}` ->
-  `vision_qformer.encoder.layer.N.{attention, crossattention}.attention.{query, key, value}`; everything else of a
+  `qformer.encoder.layer.N.{attention, crossattention}.attention.{query, key, value}`; everything else of a
   layer (`*.output.{dense, LayerNorm}`, `intermediate[_query].dense`, `output[_query].{dense, LayerNorm}`) keeps its name;
-- `query_tokens` -> `vision_query_tokens`.
+- `query_tokens` -> `query_tokens`.
 
 Dropped with a reason: `Qformer.bert.embeddings.position_ids` (a buffer transformers rebuilds) and `Qformer.cls.*`
 (BERT's MLM head; InstructBLIP uses the Q-Former as an encoder only). Any other key under these prefixes is reported.
@@ -87,24 +87,24 @@ _RENAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"visual_encoder\.blocks\.(\d+)\.attn\.proj\.(weight|bias)", r"vision_model.encoder.layers.\1.self_attn.projection.\2"),
         (r"visual_encoder\.blocks\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", r"vision_model.encoder.layers.\1.mlp.\2.\3"),
         (r"ln_vision\.(weight|bias)", r"vision_model.post_layernorm.\1"),
-        (r"query_tokens", "vision_query_tokens"),
-        (r"Qformer\.bert\.embeddings\.(word_embeddings|position_embeddings)\.weight", r"vision_qformer.embeddings.\1.weight"),
-        (r"Qformer\.bert\.embeddings\.LayerNorm\.(weight|bias)", r"vision_qformer.embeddings.layernorm.\1"),
+        (r"query_tokens", "query_tokens"),
+        (r"Qformer\.bert\.embeddings\.(word_embeddings|position_embeddings)\.weight", r"qformer.embeddings.\1.weight"),
+        (r"Qformer\.bert\.embeddings\.LayerNorm\.(weight|bias)", r"qformer.embeddings.layernorm.\1"),
         (
             r"Qformer\.bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.self\.(query|key|value)\.(weight|bias)",
-            r"vision_qformer.encoder.layer.\1.\2.attention.\3.\4",
+            r"qformer.encoder.layer.\1.\2.attention.\3.\4",
         ),
         (
             r"Qformer\.bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.output\.(dense|LayerNorm)\.(weight|bias)",
-            r"vision_qformer.encoder.layer.\1.\2.output.\3.\4",
+            r"qformer.encoder.layer.\1.\2.output.\3.\4",
         ),
         (
             r"Qformer\.bert\.encoder\.layer\.(\d+)\.(intermediate|intermediate_query)\.dense\.(weight|bias)",
-            r"vision_qformer.encoder.layer.\1.\2.dense.\3",
+            r"qformer.encoder.layer.\1.\2.dense.\3",
         ),
         (
             r"Qformer\.bert\.encoder\.layer\.(\d+)\.(output|output_query)\.(dense|LayerNorm)\.(weight|bias)",
-            r"vision_qformer.encoder.layer.\1.\2.\3.\4",
+            r"qformer.encoder.layer.\1.\2.\3.\4",
         ),
     )
 )
@@ -119,7 +119,7 @@ class VisualConversion(NamedTuple):
     """Result of `convert_visual_state_dict`; unpacks as `(state_dict, dropped)`."""
 
     state_dict: dict[str, torch.Tensor]
-    """converted tensors under our keys (`vision_model.*`, `vision_qformer.*`, `vision_query_tokens`)"""
+    """converted tensors under our keys (`vision_model.*`, `qformer.*`, `query_tokens`)"""
     dropped: dict[str, str]
     """official key -> why it is deliberately not carried over"""
 
@@ -132,7 +132,7 @@ def is_visual_key(key: str) -> bool:
 def convert_visual_state_dict(
     official_state_dict: Mapping[str, torch.Tensor], *, unexpected: list[str] | None = None
 ) -> VisualConversion:
-    """Map the official visual-encoder weights to `vision_model.*`, `vision_qformer.*` and `vision_query_tokens`.
+    """Map the official visual-encoder weights to `vision_model.*`, `qformer.*` and `query_tokens`.
 
     Args:
         official_state_dict: an official state dict; it may hold any other keys (LLM, audio encoders, connector...):

@@ -228,12 +228,13 @@ def assemble_from_components(
         del full
     if "query_tokens" not in blip:
         raise ValueError(f"{vision_encoder} holds no InstructBLIP query_tokens: is it an InstructBLIP checkpoint?")
-    inner.vision_model = _module_from_weights(InstructBlipVisionModel, config.vision_config,
-                                              _strip(blip, "vision_model."), dtype, "InstructBLIP ViT", vision_encoder)
-    inner.vision_model.post_layernorm.eps = config.vision_output_layer_norm_eps
-    inner.vision_qformer = _module_from_weights(InstructBlipQFormerModel, config.qformer_config,
-                                                _strip(blip, "qformer."), dtype, "InstructBLIP Q-Former", vision_encoder)
-    inner.vision_query_tokens = nn.Parameter(blip["query_tokens"].to(dtype))
+    visual = inner.visual_encoder
+    visual.vision_model = _module_from_weights(InstructBlipVisionModel, config.vision_config,
+                                               _strip(blip, "vision_model."), dtype, "InstructBLIP ViT", vision_encoder)
+    visual.vision_model.post_layernorm.eps = config.vision_output_layer_norm_eps
+    visual.qformer = _module_from_weights(InstructBlipQFormerModel, config.qformer_config,
+                                          _strip(blip, "qformer."), dtype, "InstructBLIP Q-Former", vision_encoder)
+    visual.query_tokens = nn.Parameter(blip["query_tokens"].to(dtype))
     del blip
 
     # BEATs

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers import AutoModel, GenerationMixin, InstructBlipQFormerModel, InstructBlipVisionModel, PreTrainedModel
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -18,6 +18,7 @@ from ..configuration.configuration_favor import FavorConfig
 from .beats import BeatsModel
 from .connector import FavorConnector
 from .sync import sync_audio_to_frames
+from .visual_encoders import visual_encoder_class
 from .windows import audio_frame_count, image_frame_count
 
 WHISPER_HOP_LENGTH = 160  # mel frames are 10 ms apart
@@ -122,20 +123,16 @@ class FavorPreTrainedModel(PreTrainedModel):
             for tokens in module:
                 init.normal_(tokens, mean=0.0, std=std)
         elif isinstance(module, FavorModel):
-            init.normal_(module.vision_query_tokens, mean=0.0, std=std)
+            module.visual_encoder.init_weights(std)
 
 
 class FavorModel(FavorPreTrainedModel):
-    """Encoders (InstructBLIP ViT + Q-Former, Whisper encoder, optional BEATs), the causal multi-resolution Q-Former
-    connector, and the LLM body without its head."""
+    """Encoders (a visual encoder part -- InstructBLIP ViT + Q-Former by default --, Whisper encoder, optional BEATs),
+    the causal multi-resolution Q-Former connector, and the LLM body without its head."""
 
     def __init__(self, config: FavorConfig):
         super().__init__(config)
-        self.vision_model = InstructBlipVisionModel(config.vision_config)
-        # InstructBLIP normalises the ViT output with its own eps (ln_vision), unlike the ViT blocks
-        self.vision_model.post_layernorm.eps = config.vision_output_layer_norm_eps
-        self.vision_qformer = InstructBlipQFormerModel(config.qformer_config)
-        self.vision_query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
+        self.visual_encoder = visual_encoder_class(config.vision_config.model_type)(config)
         self.speech_encoder = WhisperEncoder(config.speech_config)
         self.audio_encoder = BeatsModel(config.audio_config) if config.audio_config is not None else None
         self.connector = FavorConnector(config)
@@ -150,7 +147,7 @@ class FavorModel(FavorPreTrainedModel):
 
     def encoder_modules(self) -> dict[str, nn.Module]:
         """The pretrained encoders (frozen in the papers' training recipes)."""
-        modules = {"vision_model": self.vision_model, "vision_qformer": self.vision_qformer, "speech_encoder": self.speech_encoder}
+        modules = {"visual_encoder": self.visual_encoder, "speech_encoder": self.speech_encoder}
         if self.audio_encoder is not None:
             modules["audio_encoder"] = self.audio_encoder
         return modules
@@ -160,7 +157,6 @@ class FavorModel(FavorPreTrainedModel):
         mode (no dropout) when the model trains."""
         for module in self.encoder_modules().values():
             module.requires_grad_(not freeze)
-        self.vision_query_tokens.requires_grad_(not freeze)
         self.train(self.training)
 
     def train(self, mode: bool = True):
@@ -196,24 +192,13 @@ class FavorModel(FavorPreTrainedModel):
             )
         frames = pixel_values_videos[video_frame_mask]  # (n, 3, H, W) real frames only
         sample_of_frame = torch.arange(batch_size, device=frames.device).repeat_interleave(video_frame_mask.sum(1))
-        with self._grad_context(self.vision_model):
-            image_embeds = self.vision_model(pixel_values=frames.to(self.vision_model.dtype)).last_hidden_state
-        with self._grad_context(self.vision_qformer):
-            queries = self.vision_query_tokens.expand(frames.shape[0], -1, -1)
-            if qformer_input_ids is not None:
-                input_ids = qformer_input_ids[sample_of_frame]
-                attention_mask = torch.ones_like(input_ids) if qformer_attention_mask is None else qformer_attention_mask[sample_of_frame]
-                attention_mask = torch.cat([torch.ones(queries.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device), attention_mask], dim=1)
-            else:
-                input_ids = attention_mask = None
-            query_output = self.vision_qformer(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                query_embeds=queries,
-                encoder_hidden_states=image_embeds,
-                encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image_embeds.device),
-            ).last_hidden_state
-        tokens = query_output[:, : self.config.num_query_tokens]  # (n, N, Dv)
+        input_ids = attention_mask = None
+        if qformer_input_ids is not None:  # each frame reads its sample's instruction
+            input_ids = qformer_input_ids[sample_of_frame]
+            if qformer_attention_mask is not None:
+                attention_mask = qformer_attention_mask[sample_of_frame]
+        with self._grad_context(self.visual_encoder):
+            tokens = self.visual_encoder(frames, input_ids, attention_mask)  # (n, N, Dv)
         visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
         visual[video_frame_mask] = tokens
         return visual
@@ -418,7 +403,7 @@ class FavorModel(FavorPreTrainedModel):
         terms = []
         if media.get("pixel_values_videos") is None or (frame_mask is not None and not bool(frame_mask.any())):
             size = config.vision_config.image_size
-            frame = torch.zeros(1, 1, 3, size, size, device=device, dtype=self.vision_model.dtype)
+            frame = torch.zeros(1, 1, 3, size, size, device=device, dtype=self.connector.layer_norm.weight.dtype)
             terms.append(self.get_visual_tokens(frame).sum())
         if media.get("input_features") is None:
             mel = torch.zeros(

@@ -87,7 +87,7 @@ def apply_lora(
 
 def trainable_parameter_summary(model: nn.Module) -> dict[str, dict[str, int]]:
     """Parameter counts per top-level part of a (possibly PEFT-wrapped) FAVOR model:
-    `{part: {"trainable": n, "total": n}}` for vision_model, vision_qformer, vision_query_tokens, speech_encoder,
+    `{part: {"trainable": n, "total": n}}` for visual_encoder, speech_encoder,
     audio_encoder, connector, language_model (LoRA weights included), lm_head, plus "all".
 
     With `modules_to_save` the connector is held twice (the frozen original and its trainable copy): both count in
