@@ -5,10 +5,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from transformers_av import FavorForConditionalGeneration
 from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.testing.configs_av_llm import tiny_clip_vision_config
 
 LOADER = textwrap.dedent(
     """
@@ -27,9 +29,17 @@ LOADER = textwrap.dedent(
 )
 
 
-def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path):
+CONFIGS = {
+    "instructblip": lambda: tiny_favor_config("video_salmonn", image_size=28),
+    # a registered visual encoder part other than the default travels with the code too
+    "clip": lambda: tiny_favor_config("favor", vision_config=tiny_clip_vision_config(84).to_dict(), num_query_tokens=36),
+}
+
+
+@pytest.mark.parametrize("visual_encoder", list(CONFIGS))
+def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, visual_encoder):
     torch.manual_seed(0)
-    model = FavorForConditionalGeneration(tiny_favor_config("video_salmonn", image_size=28)).eval()
+    model = FavorForConditionalGeneration(CONFIGS[visual_encoder]()).eval()
     model.save_pretrained(tmp_path / "checkpoint")
     assert (tmp_path / "checkpoint" / "favor.py").exists()
     (tmp_path / "loader.py").write_text(LOADER)
