@@ -225,10 +225,11 @@ def test_mixed_unpaired_pairs_video_of_one_row_with_audio_of_another(processor, 
 
 
 def test_mixed_unpaired_ratio_is_a_fraction(processor, media):
-    rows = [{"video": name, "prompt": f"Q{i}", "answer": f"A{i}"} for i, name in enumerate(["short.mp4", "long.mp4"] * 4)]
     collator = FavorDataCollator(processor, mixed_unpaired_ratio=0.5, seed=0, media_root=media)
     unpaired = 0
-    for _ in range(3):
+    for round in range(3):  # three different batches: the draws are a function of the seed and the batch content
+        rows = [{"video": name, "prompt": f"Q{i} ({round})", "answer": f"A{i}"}
+                for i, name in enumerate(["short.mp4", "long.mp4"] * 4)]
         batch = collator(rows)
         for i in range(len(rows)):
             unpaired += len(_labels_of(batch, i)) > len(_answer_ids(processor, f"A{i}"))

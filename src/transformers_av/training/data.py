@@ -375,7 +375,13 @@ class FavorDataCollator:
 
     def _batch_rng(self, samples: list[_Sample]) -> np.random.Generator:
         """A generator seeded by `seed` and the content of the batch (stateless: resumable, worker-independent)."""
-        content = json.dumps([[s.video, s.audio, s.image, s.text, s.answer] for s in samples], ensure_ascii=False)
+        # file names, not full paths: the same rows give the same draws wherever the media folder lies
+        def name(path):
+            return None if path is None else os.path.basename(str(path))
+
+        content = json.dumps(
+            [[name(s.video), name(s.audio), name(s.image), s.text, s.answer] for s in samples], ensure_ascii=False
+        )
         key = int.from_bytes(hashlib.sha256(content.encode("utf-8")).digest()[:8], "little")
         return np.random.default_rng([int(self.seed) & 0xFFFFFFFFFFFFFFFF, key])
 
