@@ -208,3 +208,30 @@ def test_lmms_eval_plugin_routes_video_its_sound_and_separate_audio():
     assert _messages_to_inputs(separate) == {"text": "Q?", "videos": "a.mp4", "audio": "b.wav"}
     with pytest.raises(ValueError, match="one image per request"):
         _messages_to_inputs([{"role": "user", "content": [{"type": "image", "url": 1}, {"type": "image", "url": 2}]}])
+
+
+def test_transformers_judge_answers_with_greedy_generation_of_the_prompt(tmp_path):
+    # a local causal LM as judge: its raw answer is the greedy continuation of the judge prompt
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from transformers_av.evaluation.judge import TransformersJudge
+    from transformers_av.testing.configs import tiny_text_config
+    from transformers_av.testing.processor import ASSETS
+
+    torch.manual_seed(0)
+    llm = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in tiny_text_config().items() if k != "model_type"})).eval()
+    tokenizer = AutoTokenizer.from_pretrained(ASSETS / "llama_tokenizer")
+    llm.save_pretrained(tmp_path / "judge")
+    tokenizer.save_pretrained(tmp_path / "judge")
+
+    judge = TransformersJudge(str(tmp_path / "judge"), max_new_tokens=5)
+    prompt = "Question: what sound is heard? Reference: a dog barks. Answer: a dog. Is the answer correct?"
+    answer = judge(prompt)
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = llm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    assert answer == tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
+    assert answer.strip()  # a real continuation, not an empty string that would match anything
+    assert judge.name == str(tmp_path / "judge")
