@@ -195,6 +195,18 @@ def test_load_manifest_formats_and_errors(tmp_path):
         load_manifest(tmp_path / "d.jsonl")
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         load_manifest(tmp_path / "missing.jsonl")
+    # the same rows as CSV, TSV, Parquet and a saved datasets folder
+    import datasets
+
+    table = datasets.Dataset.from_list([{"id": "a1", "question": "Q1", "answer": "yes"},
+                                        {"id": "a2", "question": "Q2", "answer": "no"}])
+    table.to_csv(str(tmp_path / "m.csv"), index=False)
+    (tmp_path / "m.tsv").write_text("id\tquestion\tanswer\na1\tQ1\tyes\na2\tQ2\tno\n")
+    table.to_parquet(str(tmp_path / "m.parquet"))
+    table.save_to_disk(str(tmp_path / "saved"))
+    for name in ("m.csv", "m.tsv", "m.parquet", "saved"):
+        rows = load_manifest(tmp_path / name)
+        assert [(r["id"], r["question"], r["answer"]) for r in rows] == [("a1", "Q1", "yes"), ("a2", "Q2", "no")], name
 
 
 def test_lmms_eval_plugin_routes_video_its_sound_and_separate_audio():
