@@ -423,3 +423,23 @@ def test_decoding_streams_long_video(tmp_path, monkeypatch):
     assert len(converted) == 120  # 1500 frames decoded, 120 converted to RGB
     all_frames = 1500 * 64 * 64 * 3
     assert peak < 3 * clip.frames.nbytes < all_frames / 4
+
+
+@pytest.mark.parametrize("sampling", ["fps", "clip_ends"])
+def test_batched_frame_transform_sees_small_batches_and_equals_the_plain_frames(tmp_path, sampling):
+    # 5 s at 10 fps, sampled at 2 fps (10 frames) or by clip ends (10 frames): the batch transform gets groups of at
+    # most 3 frames as they are decoded, and its results equal transforming the plain decoded frames afterwards
+    path = write_video(tmp_path / "v.mp4", make_frames(50, 32, 48), fps=10, lossless=True)
+    plain = load_video(path, fps=2, sampling=sampling)
+    batches = []
+
+    def halve(frames):
+        batches.append(len(frames))
+        return frames[:, ::2, ::2].astype(np.float32) / 255
+
+    batched = load_video(path, fps=2, sampling=sampling, frames_transform=halve, transform_batch_size=3)
+    assert max(batches) <= 3 and sum(batches) == len(np.unique(plain.source_frame_indices))
+    np.testing.assert_array_equal(batched.frames, plain.frames[:, ::2, ::2].astype(np.float32) / 255)
+    np.testing.assert_array_equal(batched.timestamps, plain.timestamps)
+    with pytest.raises(ValueError, match="not both"):
+        load_video(path, frame_transform=lambda f: f, frames_transform=halve)

@@ -563,6 +563,8 @@ def load_video(
     size: tuple[int, int] | int | None = None,
     source_fps: float | None = None,
     frame_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    frames_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    transform_batch_size: int = 16,
 ) -> VideoClip:
     """Decode and sample a video.
 
@@ -585,6 +587,9 @@ def load_video(
         frame_transform: applied to each kept frame (uint8 ``(H, W, 3)`` RGB) as soon as it is decoded; ``frames``
             then stacks its results. `FavorProcessor` turns frames into model pixels here, so a long high-resolution
             video never holds its sampled frames at full resolution.
+        frames_transform: like ``frame_transform`` but for a batch ``(k, H, W, 3)`` -> ``(k, ...)``, applied to groups
+            of ``transform_batch_size`` kept frames as they are decoded (faster than one call per frame; at most that
+            many full-resolution frames are held at once). Give one of the two transforms.
 
     Returns:
         a :class:`VideoClip`.
@@ -599,12 +604,21 @@ def load_video(
         max_seconds_f = float(OFFICIAL_MAX_CLIPS * OFFICIAL_CLIP_SECONDS)
     limit = None if max_seconds_f is None else Fraction(max_seconds_f).limit_denominator(1_000_000)
 
+    if frame_transform is not None and frames_transform is not None:
+        raise ValueError("give frame_transform or frames_transform, not both")
+    batcher = _FrameBatcher(frames_transform, _optional_count(transform_batch_size, "transform_batch_size") or 1) \
+        if frames_transform is not None else None
+
     def convert(frame):
         rgb = _frame_to_rgb(frame, size)
+        if batcher is not None:
+            return batcher.add(rgb)
         return rgb if frame_transform is None else frame_transform(rgb)
 
+    finalize = batcher.finalize if batcher is not None else None
+
     if _is_pathlike(source) or _is_filelike(source) or isinstance(source, (bytes, bytearray, memoryview)):
-        return _load_video_file(source, sampling, step, limit, max_frames, size, convert)
+        return _load_video_file(source, sampling, step, limit, max_frames, size, convert, finalize)
     if not (isinstance(source, (np.ndarray, list, tuple)) or _is_torch_tensor(source)):
         raise TypeError(
             f"load_video expects a path, a file-like object, bytes, a (T, H, W, 3) uint8 array, a torch tensor or a "
@@ -624,7 +638,7 @@ def load_video(
             logger.warning("%s: keeping the first %d of %d frames (max_seconds/max_frames).", name, len(keep), count)
         stamps = np.array([float(times[i]) for i in keep], dtype=np.float64)
         return VideoClip(
-            frames=np.stack([convert(frames[i]) for i in keep]),
+            frames=np.stack(_finalized([convert(frames[i]) for i in keep], finalize)),
             timestamps=stamps,
             fps=float(1 / step),
             duration=float(count * step),
@@ -640,12 +654,13 @@ def load_video(
     frame_iter = ((i, i / rate, frames[i]) for i in range(count))
     return _sample(
         frame_iter, sampling=sampling, step=step, limit=limit, max_frames=max_frames, convert=convert, name=name,
+        finalize=finalize,
         clip_duration=duration, header_duration=duration, rate=rate, frame_period=lambda item: 1 / rate,
         source_size=(height, width),
     )
 
 
-def _load_video_file(source, sampling, step, limit, max_frames, size, convert) -> VideoClip:
+def _load_video_file(source, sampling, step, limit, max_frames, size, convert, finalize=None) -> VideoClip:
     opener = _Opener(source)
     name = opener.name
     container = opener.open()
@@ -676,6 +691,7 @@ def _load_video_file(source, sampling, step, limit, max_frames, size, convert) -
         frames = _decode_video(container, stream, name, rate)
         clip = _sample(
             frames, sampling=sampling, step=step, limit=limit, max_frames=max_frames, convert=convert, name=name,
+            finalize=finalize,
             clip_duration=clip_duration, header_duration=header_duration, rate=rate,
             frame_period=lambda item: _frame_duration(item[2], stream, rate),
             source_size=(stream.codec_context.height, stream.codec_context.width),
@@ -712,6 +728,48 @@ def _last_packet_time(opener: _Opener, container, name: str) -> Fraction:
             opener.target.seek(opener.start)
 
 
+class _PendingFrame:
+    """A kept frame whose batched transform has not run yet."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = None
+
+
+class _FrameBatcher:
+    """Runs a batch transform over kept frames in groups, as they are decoded."""
+
+    def __init__(self, transform: Callable[[np.ndarray], np.ndarray], batch_size: int):
+        self.transform, self.batch_size = transform, batch_size
+        self.pending: list[tuple[_PendingFrame, np.ndarray]] = []
+
+    def add(self, rgb: np.ndarray) -> _PendingFrame:
+        slot = _PendingFrame()
+        self.pending.append((slot, rgb))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+        return slot
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        outputs = self.transform(np.stack([rgb for _, rgb in self.pending]))
+        if len(outputs) != len(self.pending):
+            raise ValueError(f"frames_transform returned {len(outputs)} frames for {len(self.pending)}")
+        for (slot, _), output in zip(self.pending, outputs):
+            slot.value = output
+        self.pending = []
+
+    def finalize(self, arrays: list) -> list:
+        self.flush()
+        return [a.value if isinstance(a, _PendingFrame) else a for a in arrays]
+
+
+def _finalized(arrays: list, finalize: Callable[[list], list] | None) -> list:
+    return arrays if finalize is None else finalize(arrays)
+
+
 def _sample(
     frames: Iterator[tuple[int, Fraction, Any]],
     *,
@@ -726,6 +784,7 @@ def _sample(
     rate: Fraction | None,
     frame_period: Callable,
     source_size: tuple[int, int],
+    finalize: Callable[[list], list] | None = None,
 ) -> VideoClip:
     clips = None
     cut = False
@@ -797,7 +856,7 @@ def _sample(
     else:
         duration = float(last[1] + frame_period(last))
     return VideoClip(
-        frames=np.stack(arrays),
+        frames=np.stack(_finalized(arrays, finalize)),
         timestamps=np.array(times, dtype=np.float64),
         fps=float(rate) if rate else float("nan"),
         duration=duration,

@@ -257,10 +257,10 @@ class FavorProcessor(ProcessorMixin):
         self._add_text(encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length)
         return BatchFeature(encoding, tensor_type=return_tensors)
 
-    def _frame_to_pixels(self, frame: np.ndarray) -> np.ndarray:
-        """One (H, W, 3) uint8 frame -> (3, size, size) float32 model pixels, right after decoding (only the model's
-        resolution is kept in memory)."""
-        return self.image_processor.preprocess_frames(frame[None])[0].numpy()
+    def _frames_to_pixels(self, frames: np.ndarray) -> np.ndarray:
+        """(k, H, W, 3) uint8 frames -> (k, 3, size, size) float32 model pixels, right after decoding (only a few
+        frames are ever held at full resolution)."""
+        return self.image_processor.preprocess_frames(frames).numpy()
 
     def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio, media_io) -> dict[str, Any]:
         """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and a 16 kHz waveform."""
@@ -270,13 +270,13 @@ class FavorProcessor(ProcessorMixin):
         if video is not None:
             clip = media_io.load_video(
                 video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds,
-                frame_transform=self._frame_to_pixels,
+                frames_transform=self._frames_to_pixels,
             )
             frames = clip.frames  # (T, 3, size, size) model pixels
             if audio is None and use_video_audio and _is_path(video) and media_io.has_audio_track(video):
                 waveform = media_io.load_audio(video, sampling_rate=SAMPLING_RATE).waveform
         if image is not None:
-            frames, is_image = self._frame_to_pixels(media_io.load_image(image))[None], True
+            frames, is_image = self._frames_to_pixels(media_io.load_image(image)[None]), True
         if audio is not None:
             waveform = media_io.load_audio(
                 audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
