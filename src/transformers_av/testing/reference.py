@@ -82,40 +82,48 @@ def reference_diversity_loss(config, resolution_outputs: list[torch.Tensor], pla
     return torch.stack(losses).mean()
 
 
-def per_resolution_connector(
-    connector: FavorConnector, joint_tokens: torch.Tensor, frame_counts: torch.Tensor
-) -> ConnectorOutput:
-    """Official-style reference: one Q-Former call per resolution over all of that resolution's windows."""
+def _resolution_by_resolution(connector: FavorConnector, joint_tokens, frame_counts, run_windows) -> ConnectorOutput:
+    """Cut the frames into each resolution's windows and let `run_windows(query, features, masks_for)` turn them into
+    (W, n, H) outputs; `masks_for(rows)` builds the window masks of `features[rows]`."""
     config = connector.config
     joint_tokens, frame_valid, plans = _prepare(connector, joint_tokens, frame_counts)
     batch_size, _, tokens_per_frame, _ = joint_tokens.shape
     outputs = []
     for (k, n), query in zip(config.resolutions, connector.query_tokens):
         features, valid = _windows(connector, joint_tokens, frame_valid, k)  # (W, k*N, F), (W, k)
-        masks = build_window_masks([[k, n]], tokens_per_frame, valid, config.causal_attention, features.dtype)
-        queries = query.expand(features.shape[0], -1, -1)[None]  # (1, W, n, H)
-        out = connector.qformer(queries, features[None], masks)[0]  # (W, n, H)
+
+        def masks_for(rows, k=k, n=n, valid=valid, dtype=features.dtype):
+            return build_window_masks([[k, n]], tokens_per_frame, valid[rows], config.causal_attention, dtype)
+
+        out = run_windows(query, features, masks_for)  # (W, n, H)
         outputs.append(out.reshape(batch_size, -1, out.shape[-1]))
     return _finish(connector, outputs, plans)
+
+
+def per_resolution_connector(
+    connector: FavorConnector, joint_tokens: torch.Tensor, frame_counts: torch.Tensor
+) -> ConnectorOutput:
+    """Official-style reference: one Q-Former call per resolution over all of that resolution's windows."""
+
+    def run_windows(query, features, masks_for):
+        queries = query.expand(features.shape[0], -1, -1)[None]  # (1, W, n, H)
+        return connector.qformer(queries, features[None], masks_for(slice(None)))[0]
+
+    return _resolution_by_resolution(connector, joint_tokens, frame_counts, run_windows)
 
 
 def per_window_connector(
     connector: FavorConnector, joint_tokens: torch.Tensor, frame_counts: torch.Tensor
 ) -> ConnectorOutput:
     """Slowest reference: a Python loop calling the Q-Former once per window of every resolution and sample."""
-    config = connector.config
-    joint_tokens, frame_valid, plans = _prepare(connector, joint_tokens, frame_counts)
-    batch_size, _, tokens_per_frame, _ = joint_tokens.shape
-    outputs = []
-    for (k, n), query in zip(config.resolutions, connector.query_tokens):
-        features, valid = _windows(connector, joint_tokens, frame_valid, k)  # (W, k*N, F), (W, k)
-        windows = []
-        for w in range(features.shape[0]):
-            masks = build_window_masks([[k, n]], tokens_per_frame, valid[w : w + 1], config.causal_attention, features.dtype)
-            windows.append(connector.qformer(query[None], features[w][None, None], masks)[0, 0])  # (n, H)
-        out = torch.stack(windows)  # (W, n, H)
-        outputs.append(out.reshape(batch_size, -1, out.shape[-1]))
-    return _finish(connector, outputs, plans)
+
+    def run_windows(query, features, masks_for):
+        return torch.stack([
+            connector.qformer(query[None], features[w][None, None], masks_for(slice(w, w + 1)))[0, 0]  # (n, H)
+            for w in range(features.shape[0])
+        ])
+
+    return _resolution_by_resolution(connector, joint_tokens, frame_counts, run_windows)
 
 
 __all__ = ["per_resolution_connector", "per_window_connector", "reference_diversity_loss"]
