@@ -22,7 +22,25 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+def metric_info(description: str, citation: str, inputs_description: str, *, references_are_lists: bool):
+    """The `evaluate.MetricInfo` of this package's metric modules: string predictions, and one reference string or a
+    list of them per sample."""
+    import datasets
+    import evaluate
+
+    string = datasets.Value("string")
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs_description,
+        features=datasets.Features(
+            {"predictions": string, "references": datasets.Sequence(string) if references_are_lists else string}
+        ),
+    )
+
+
 __all__ = [
+    "metric_info",
     "CaptionScores",
     "ErrorCounts",
     "JavaNotFoundError",

@@ -4,7 +4,6 @@ Local `evaluate` module: `evaluate.load(transformers_av.evaluation.metric_path("
 (unless `tokenizer="ptb"`).
 """
 
-import datasets
 import evaluate
 
 from transformers_av.evaluation import scoring
@@ -33,14 +32,7 @@ author={Vedantam, Ramakrishna and Zitnick, C. Lawrence and Parikh, Devi}, bookti
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Cider(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-            ),
-        )
+        return scoring.metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, references_are_lists=True)
 
     def _compute(self, predictions, references, tokenizer: str = "simple") -> dict:
         result = scoring.cider(predictions, references, tokenizer=tokenizer)

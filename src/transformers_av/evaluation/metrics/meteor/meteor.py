@@ -3,7 +3,6 @@
 Local `evaluate` module: `evaluate.load(transformers_av.evaluation.metric_path("meteor"))`; needs no network.
 """
 
-import datasets
 import evaluate
 
 from transformers_av.evaluation import scoring
@@ -27,14 +26,7 @@ for Any Target Language}, author={Denkowski, Michael and Lavie, Alon}, booktitle
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Meteor(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-            ),
-        )
+        return scoring.metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, references_are_lists=True)
 
     def _compute(self, predictions, references, tokenizer: str = "simple") -> dict:
         result = scoring.meteor(predictions, references, tokenizer=tokenizer)

@@ -5,7 +5,6 @@ Local `evaluate` module, one configuration per rule:
 "yes_no"); needs no network.
 """
 
-import datasets
 import evaluate
 
 from transformers_av.evaluation import scoring
@@ -42,14 +41,8 @@ class QaAccuracy(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
         if self.config_name not in _CONFIGS:
             raise KeyError(f"qa_accuracy configuration must be one of {_CONFIGS}, got {self.config_name!r}")
-        reference = (
-            datasets.Sequence(datasets.Value("string")) if self.config_name == "textvqa" else datasets.Value("string")
-        )
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": reference}),
+        return scoring.metric_info(
+            _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, references_are_lists=self.config_name == "textvqa"
         )
 
     def _compute(self, predictions, references, choices=None) -> dict:

@@ -4,7 +4,6 @@ Local `evaluate` module: `evaluate.load(transformers_av.evaluation.metric_path("
 CoreNLP jars are in place (the error message says how to get them).
 """
 
-import datasets
 import evaluate
 
 from transformers_av.evaluation import scoring
@@ -31,14 +30,7 @@ year={2017}}"""
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Spider(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-            ),
-        )
+        return scoring.metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, references_are_lists=True)
 
     def _compute(self, predictions, references, tokenizer: str = "simple") -> dict:
         result = scoring.spider(predictions, references, tokenizer=tokenizer)

@@ -3,7 +3,6 @@
 Local `evaluate` module: `evaluate.load(transformers_av.evaluation.metric_path("wer"))`; needs no network.
 """
 
-import datasets
 import evaluate
 
 from transformers_av.evaluation import scoring
@@ -33,14 +32,7 @@ booktitle={ICML}, year={2023}}"""
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Wer(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return scoring.metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, references_are_lists=False)
 
     def _compute(self, predictions, references, normalize: bool = True) -> dict:
         return scoring.word_error_rate(predictions, references, normalize=normalize)
