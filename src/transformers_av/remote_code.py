@@ -22,6 +22,7 @@ MODEL_REMOTE_CODE_FILES = (
     "configuration/configuration_beats.py",
     "configuration/configuration_favor.py",
     "modeling/beats.py",
+    "modeling/common.py",
     "modeling/connector.py",
     "modeling/favor.py",
     "modeling/qformer.py",

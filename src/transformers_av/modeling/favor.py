@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,15 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ..configuration.configuration_favor import FavorConfig
 from .beats import BeatsModel
+from .common import (
+    FrozenEncodersMixin,
+    drop_media_after_prefill,
+    embed_tokens_without_placeholder,
+    mask_placeholder_logits,
+    positions_after_left_padding,
+    runs_absent_encoders,
+    scatter_media_embeds,
+)
 from .connector import FavorConnector
 from .sync import sync_audio_to_frames
 from .visual_encoders import visual_encoder_class
@@ -126,7 +134,7 @@ class FavorPreTrainedModel(PreTrainedModel):
             module.visual_encoder.init_weights(std)
 
 
-class FavorModel(FavorPreTrainedModel):
+class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
     """Encoders (a visual encoder part -- InstructBLIP ViT + Q-Former by default --, Whisper encoder, optional BEATs),
     the causal multi-resolution Q-Former connector, and the LLM body without its head."""
 
@@ -151,26 +159,6 @@ class FavorModel(FavorPreTrainedModel):
         if self.audio_encoder is not None:
             modules["audio_encoder"] = self.audio_encoder
         return modules
-
-    def freeze_encoders(self, freeze: bool = True):
-        """Freeze (or unfreeze) the pretrained encoders. Frozen encoders run under `torch.no_grad()` and stay in eval
-        mode (no dropout) when the model trains."""
-        for module in self.encoder_modules().values():
-            module.requires_grad_(not freeze)
-        self.train(self.training)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        # A frozen encoder is a fixed feature extractor, as in the papers' recipes: its dropout stays off.
-        for module in self.encoder_modules().values():
-            if not any(parameter.requires_grad for parameter in module.parameters()):
-                module.eval()
-        return self
-
-    @staticmethod
-    def _grad_context(module: nn.Module):
-        trainable = any(p.requires_grad for p in module.parameters())
-        return contextlib.nullcontext() if trainable else torch.no_grad()
 
     # -- encoders ------------------------------------------------------------------------------------------------------
     def get_visual_tokens(
@@ -349,30 +337,17 @@ class FavorModel(FavorPreTrainedModel):
 
     def merge_audio_visual_embeds(self, input_ids, inputs_embeds, audio_visual: FavorAudioVisualOutput):
         """Put each sample's audio-visual tokens at its placeholder positions."""
-        token_id = self.config.audio_visual_token_id
-        if token_id is None:
-            raise ValueError("config.audio_visual_token_id is not set: the model cannot find the audio-visual placeholder.")
-        placeholder = input_ids == token_id  # (B, L)
-        found = placeholder.sum(1)
-        expected = audio_visual.token_counts.to(found.device)
-        if not torch.equal(found, expected):
-            raise ValueError(
-                f"The prompt holds {found.tolist()} audio-visual placeholder tokens (id {token_id}) per sample but the "
-                f"media produce {expected.tolist()} tokens. Build the inputs with FavorProcessor, which expands the "
-                "placeholder with the same window plan as the model."
-            )
-        embeds = audio_visual.embeds
-        keep = torch.arange(embeds.shape[1], device=embeds.device)[None, :] < expected.to(embeds.device)[:, None]
-        values = embeds[keep].to(inputs_embeds.dtype)  # (sum of counts, D), sample by sample
-        return inputs_embeds.masked_scatter(placeholder[..., None].to(inputs_embeds.device), values)
+        return scatter_media_embeds(
+            input_ids, inputs_embeds, self.config.audio_visual_token_id, audio_visual.embeds, audio_visual.token_counts,
+            "FavorProcessor",
+        )
 
     def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:
         """Token embeddings of the prompt with the audio-visual tokens at the placeholder positions (if media are
         given). Returns `(inputs_embeds, audio_visual_output_or_None)`."""
-        placeholder_id = self.config.audio_visual_token_id
-        # the placeholder id may lie outside the trained rows: never look it up
-        safe_ids = input_ids if placeholder_id is None else input_ids.masked_fill(input_ids == placeholder_id, 0)
-        inputs_embeds = self.get_input_embeddings()(safe_ids)
+        inputs_embeds = embed_tokens_without_placeholder(
+            self.get_input_embeddings(), input_ids, self.config.audio_visual_token_id
+        )
         audio_visual = None
         if any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
             audio_visual = self.get_audio_visual_features(**media)
@@ -385,13 +360,7 @@ class FavorModel(FavorPreTrainedModel):
 
     # -- keeping distributed ranks in step -----------------------------------------------------------------------------
     def _runs_absent_encoders(self) -> bool:
-        mode = self.config.run_absent_encoders
-        if not self.training or mode == "never":
-            return False
-        if mode == "always":
-            return True
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        return distributed and torch.distributed.get_world_size() > 1
+        return runs_absent_encoders(self.config.run_absent_encoders, self.training)
 
     def _absent_modules_anchor(self, media: dict, connector_ran: bool) -> torch.Tensor | None:
         """0 x (the outputs of every encoder / projection / the connector that this batch did not use, run on a zero
@@ -468,7 +437,7 @@ class FavorModel(FavorPreTrainedModel):
             raise ValueError("Media inputs need input_ids with the audio-visual placeholder tokens, not inputs_embeds.")
 
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
-            position_ids = _positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
+            position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
 
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
@@ -486,16 +455,6 @@ class FavorModel(FavorPreTrainedModel):
             audio_visual_embeds=None if audio_visual is None else audio_visual.embeds,
             diversity_loss=None if audio_visual is None else audio_visual.diversity_loss,
         )
-
-
-def _positions_after_left_padding(attention_mask: torch.Tensor, length: int) -> torch.LongTensor:
-    """Positions that start at 0 on each row's first attended token (left padding), and keep counting through any
-    later zeros (as the reference implementation does for a masked trailing token). Covers the last `length`
-    positions of the mask, so it also serves the decoding steps of generate()."""
-    total = attention_mask.shape[1]
-    leading_padding = (attention_mask.long().cumsum(-1) == 0).sum(-1, keepdim=True)
-    positions = torch.arange(total, device=attention_mask.device)[None, :] - leading_padding
-    return positions.clamp(min=0)[:, total - length :]
 
 
 class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
@@ -598,11 +557,7 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         hidden_states = outputs.last_hidden_state
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, slice_indices, :])
-        placeholder_id = self.config.audio_visual_token_id
-        if placeholder_id is not None and placeholder_id < logits.shape[-1]:
-            # the placeholder is never a prediction: it gets no probability mass in the loss or in generate()
-            column = torch.arange(logits.shape[-1], device=logits.device) == placeholder_id
-            logits = logits.masked_fill(column, torch.finfo(logits.dtype).min)
+        logits = mask_placeholder_logits(logits, self.config.audio_visual_token_id)
 
         loss = lm_loss = None
         if labels is not None:
@@ -634,11 +589,9 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         model_inputs = super().prepare_inputs_for_generation(
             input_ids, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs
         )
-        # the media were merged into the cache at prefill; decoding steps only carry new text tokens
-        if not is_first_iteration and kwargs.get("use_cache", True):
-            for name in MEDIA_INPUT_NAMES:
-                model_inputs.pop(name, None)
-        return model_inputs
+        return drop_media_after_prefill(
+            model_inputs, MEDIA_INPUT_NAMES, is_first_iteration, kwargs.get("use_cache", True)
+        )
 
 
 __all__ = ["FavorPreTrainedModel", "FavorModel", "FavorForConditionalGeneration", "FavorAudioVisualOutput"]
