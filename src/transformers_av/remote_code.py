@@ -33,6 +33,7 @@ MODEL_REMOTE_CODE_FILES = (
 )
 PROCESSOR_REMOTE_CODE_FILES = (
     "modeling/windows.py",
+    "processing/batching.py",
     "processing/feature_extraction_beats.py",
     "processing/image_processing_favor.py",
     "processing/media.py",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +12,7 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from ..modeling.windows import WindowPlan, audio_visual_plan
+from .batching import describe, is_path, naming_the_sample, pad_token_rows, per_sample, prompt_token_ids, with_answer
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from .media import VideoClip  # noqa: F401
@@ -224,14 +223,14 @@ class FavorProcessor(ProcessorMixin):
             raise ValueError("FavorProcessor needs `text` (the prompt or question).")
         texts = [text] if isinstance(text, str) else list(text)
         batch_size = len(texts)
-        videos, audio, images = (_per_sample(name, value, batch_size) for name, value in
+        videos, audio, images = (per_sample(name, value, batch_size) for name, value in
                                  (("videos", videos), ("audio", audio), ("images", images)))
-        answers = _per_sample("answers", answers, batch_size, allow_str=True)
-        qformer_texts = _per_sample("qformer_text", qformer_text, batch_size, allow_str=True)
+        answers = per_sample("answers", answers, batch_size, allow_str=True)
+        qformer_texts = per_sample("qformer_text", qformer_text, batch_size, allow_str=True)
 
         samples = []
         for index in range(batch_size):
-            with _naming_the_sample(index, batch_size):
+            with naming_the_sample(index):
                 samples.append(
                     self._load_sample_media(
                         videos[index], audio[index], images[index], sampling_rate, use_video_audio, media_io
@@ -273,7 +272,7 @@ class FavorProcessor(ProcessorMixin):
                 frames_transform=self._frames_to_pixels,
             )
             frames = clip.frames  # (T, 3, size, size) model pixels
-            if audio is None and use_video_audio and _is_path(video) and media_io.has_audio_track(video):
+            if audio is None and use_video_audio and is_path(video) and media_io.has_audio_track(video):
                 waveform = media_io.load_audio(video, sampling_rate=SAMPLING_RATE).waveform
         if image is not None:
             frames, is_image = self._frames_to_pixels(media_io.load_image(image)[None]), True
@@ -283,7 +282,7 @@ class FavorProcessor(ProcessorMixin):
             ).waveform
         if waveform is not None and not np.isfinite(waveform).all():
             source = audio if audio is not None else video
-            raise ValueError(f"the audio ({_describe(source)}) contains NaN or infinite values.")
+            raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")
         if waveform is not None and self.max_audio_chunks is not None:
             waveform = waveform[: int(self.max_audio_chunks * self.audio_chunk_seconds * SAMPLING_RATE)]
         if waveform is not None and len(waveform) == 0:
@@ -308,10 +307,10 @@ class FavorProcessor(ProcessorMixin):
         if all(w is None for w in waves):
             return
         chunk = int(self.audio_chunk_seconds * SAMPLING_RATE)
-        per_sample = []
+        chunked = []
         for wave in waves:
             if wave is None:
-                per_sample.append(None)
+                chunked.append(None)
                 continue
             pieces = [wave[start : start + chunk] for start in range(0, len(wave), chunk)]
             # each 30 s piece is a separate Whisper input, normalised on its own, as Whisper was trained
@@ -319,15 +318,15 @@ class FavorProcessor(ProcessorMixin):
                 pieces, sampling_rate=SAMPLING_RATE, padding="max_length", max_length=chunk,
                 return_attention_mask=True, return_tensors="pt",
             )
-            per_sample.append((
+            chunked.append((
                 torch.cat(list(features["input_features"]), dim=-1),  # (80, 3000 * K)
                 torch.cat(list(features["attention_mask"]), dim=-1).bool(),  # (3000 * K,)
             ))
         bins = self.feature_extractor.feature_size
-        longest = max(f.shape[-1] for f, _ in filter(None, per_sample))
+        longest = max(f.shape[-1] for f, _ in filter(None, chunked))
         input_features = torch.zeros(len(samples), bins, longest)
         input_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
-        for i, item in enumerate(per_sample):
+        for i, item in enumerate(chunked):
             if item is not None:
                 input_features[i, :, : item[0].shape[-1]] = item[0]
                 input_mask[i, : item[1].shape[-1]] = item[1]
@@ -373,43 +372,17 @@ class FavorProcessor(ProcessorMixin):
                 prompt, question = TEXT_ONLY_TEMPLATE.format(question=text), text
             instructions.append(qformer_texts[i] if qformer_texts[i] is not None else question)
 
-            # the official code tokenises the text around the placeholder separately, without special tokens
-            ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-            for position, segment in enumerate(prompt.split(token)):
-                if position:
-                    ids += [self.audio_visual_token_id] * plans[i].num_tokens
-                if segment:
-                    ids += tokenizer(segment, add_special_tokens=False)["input_ids"]
-            labels = [-100] * len(ids)
-            if answers[i] is not None:
-                answer_ids = tokenizer(answers[i] + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
-                if max_length is not None:
-                    if len(ids) > max_length:
-                        raise ValueError(
-                            f"Sample {i}: the prompt with its {plans[i].num_tokens} audio-visual tokens needs "
-                            f"{len(ids)} tokens, more than max_length={max_length}."
-                        )
-                    answer_ids = answer_ids[: max_length - len(ids)]
-                ids, labels = ids + answer_ids, labels + answer_ids
-            elif max_length is not None and len(ids) > max_length:
-                raise ValueError(f"Sample {i}: the prompt needs {len(ids)} tokens, more than max_length={max_length}.")
+            ids = prompt_token_ids(tokenizer, prompt, token, self.audio_visual_token_id, plans[i].num_tokens)
+            ids, labels = with_answer(tokenizer, ids, answers[i], max_length, i)
             rows.append(ids)
             label_rows.append(labels)
 
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        longest = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros(len(rows), longest, dtype=torch.long)
-        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
-        for i, (ids, lab) in enumerate(zip(rows, label_rows)):
-            span = slice(longest - len(ids), longest) if padding_side == "left" else slice(0, len(ids))
-            input_ids[i, span] = torch.tensor(ids)
-            attention_mask[i, span] = 1
-            labels[i, span] = torch.tensor(lab)
-        encoding["input_ids"] = input_ids
-        encoding["attention_mask"] = attention_mask
+        padded = pad_token_rows(rows, label_rows, pad_id, padding_side)
+        encoding["input_ids"] = padded["input_ids"]
+        encoding["attention_mask"] = padded["attention_mask"]
         if any(a is not None for a in answers):
-            encoding["labels"] = labels
+            encoding["labels"] = padded["labels"]
         qformer = self.qformer_tokenizer(instructions, padding="longest", truncation=True, max_length=512, return_tensors="pt")
         encoding["qformer_input_ids"] = qformer["input_ids"]
         encoding["qformer_attention_mask"] = qformer["attention_mask"]
@@ -447,56 +420,6 @@ class FavorProcessor(ProcessorMixin):
             media["audio"].append(found["audio"])
             media["images"].append(found["image"])
         return self(text=texts, **{k: v if any(x is not None for x in v) else None for k, v in media.items()}, **kwargs)
-
-
-@contextlib.contextmanager
-def _naming_the_sample(index: int, batch_size: int):
-    """Prefix errors raised while loading one sample's media with "Sample i:" so a bad item in a batch is findable."""
-    try:
-        yield
-    except (ValueError, TypeError, OSError) as error:
-        message = str(error)
-        if message.startswith("Sample "):
-            raise
-        try:
-            renamed = type(error)(f"Sample {index}: {message}")
-        except Exception:  # an exception type whose constructor wants more than a message
-            renamed = ValueError(f"Sample {index}: {message}")
-        raise renamed from error
-
-
-def _describe(value) -> str:
-    if isinstance(value, (str, Path)):
-        return str(value)
-    shape = getattr(value, "shape", None)
-    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
-
-
-def _is_path(value) -> bool:
-    return isinstance(value, (str, Path))
-
-
-def _per_sample(name, value, batch_size, allow_str=False):
-    """One entry per prompt: a single item is accepted for a single prompt, lists must match the prompts."""
-    if value is None:
-        return [None] * batch_size
-    single = isinstance(value, (str, Path, np.ndarray, torch.Tensor)) or not isinstance(value, (list, tuple))
-    if (
-        name in ("videos", "images")
-        and isinstance(value, (list, tuple))
-        and batch_size == 1
-        and value
-        and not isinstance(value[0], (str, Path, type(None)))
-        and getattr(value[0], "ndim", 3) != 4
-    ):
-        single = True  # a list of frames (H, W, 3) / PIL images for one sample; a (T, H, W, 3) entry is a whole video
-    if single:
-        if batch_size != 1:
-            raise ValueError(f"`{name}` must be a list with one entry per prompt ({batch_size} prompts).")
-        return [value]
-    if len(value) != batch_size:
-        raise ValueError(f"`{name}` has {len(value)} entries but there are {batch_size} prompts.")
-    return list(value)
 
 
 __all__ = ["FavorProcessor", "DEFAULT_CHAT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE"]
