@@ -5,7 +5,7 @@ Public API:
 * :func:`load_video` -> :class:`VideoClip` -- sampled RGB frames with their timestamps, the source fps and duration.
   Decoding **streams**: frames are decoded one after another and only the sampled ones are kept (converted to RGB,
   optionally downscaled right away with ``size=``), so a long video never sits in memory at full resolution.
-  Two samplers:
+  Three samplers:
 
   - ``sampling="fps"`` (default): one frame every ``1 / fps`` seconds, at ``t = 0, 1/fps, 2/fps, ... < duration``;
     for each target time the frame on screen is taken (the last decoded frame whose presentation time is ``<= t``;
@@ -22,6 +22,11 @@ Public API:
     (``pts >= ceil(start / time_base) + start_pts`` and ``pts < ceil(end / time_base) + start_pts``).
     On a lossless video the frames are bit-identical to the official ones (RGB conversion is PyAV's
     ``frame.to_ndarray(format="rgb24")`` = pytorchvideo's ``frame.to_rgb().to_ndarray()``).
+  - ``sampling="uniform", num_frames=N``: a fixed number of frames spread evenly over the whole clip, as in the
+    Audio-Visual LLM (Shu et al.; 32 frames per video). The targets are ``t_k = k * D / N`` for ``k = 0 .. N - 1``,
+    where ``D`` is the clip duration (the header duration -- stream, else container -- or, without one, the
+    presentation time of the last packet; at most ``max_seconds``), and each target takes the frame on screen (the
+    rule of ``"fps"``). Always exactly ``N`` frames: a clip with fewer frames repeats some.
 
 * :func:`load_audio` -> :class:`AudioClip` -- a mono float32 waveform at ``sampling_rate`` (16 kHz) from an audio
   file, the sound track of a video file, or an in-memory waveform. Channels are averaged (mean); resampling uses
@@ -36,13 +41,16 @@ when something is cut; nothing else is dropped silently.
 Errors (all name the input): a missing file raises ``FileNotFoundError``; a file FFmpeg / libsndfile / Pillow cannot
 read, a corrupt or truncated container, or a video with no decodable frame raises :class:`MediaDecodeError`; a file
 without the requested track raises :class:`NoVideoTrackError` / :class:`NoAudioTrackError` (all ``ValueError``
-subclasses); an unsupported input type raises ``TypeError``; bad arguments (``fps <= 0``, ...) raise ``ValueError``.
+subclasses); an unsupported input type raises ``TypeError``; bad arguments (``fps <= 0``, ``sampling="uniform"``
+without ``num_frames``, ...) raise ``ValueError``. A file whose duration is needed (``"clip_ends"``, ``"uniform"``)
+but is neither in the header nor readable from its packets raises :class:`MediaDecodeError`.
 
 Truncated files: an mp4 / mov cut short usually loses its index (the ``moov`` atom is written at the end), so it
 cannot be opened -> :class:`MediaDecodeError`. An error raised by FFmpeg while demuxing / decoding also becomes a
 :class:`MediaDecodeError` (with the number of frames decoded before it). A container that simply ends early without an
 error (mkv / webm / faststart mp4 cut short) yields the frames that can be read: ``sampling="fps"`` samples only up
-to the last decoded frame (a warning is logged when the header promised a longer stream), while ``"clip_ends"`` raises
+to the last decoded frame (a warning is logged when the header promised a longer stream), ``"uniform"`` keeps its
+targets over the header duration (those past the last decoded frame take that frame), while ``"clip_ends"`` raises
 :class:`MediaDecodeError` when a clip of the header duration lies beyond the decoded frames (the official code fails
 there too: "No clip found").
 
@@ -127,11 +135,13 @@ class VideoClip:
             decoded frame).
         source_frame_indices: int64 ``(T,)`` index of each returned frame among all decoded frames (0-based,
             presentation order).
-        sampling: ``"fps"``, ``"clip_ends"`` or ``"all"`` (in-memory frames taken as they are).
+        sampling: ``"fps"``, ``"clip_ends"``, ``"uniform"`` or ``"all"`` (in-memory frames taken as they are).
         sample_times: float64 ``(T,)`` the time each frame was sampled for: the target time ``k / fps`` for
-            ``"fps"``, the clip start (first frame) / clip end (last frame) for ``"clip_ends"``.
+            ``"fps"``, ``k * D / num_frames`` for ``"uniform"``, the clip start (first frame) / clip end (last frame)
+            for ``"clip_ends"``.
         clip_timepoints: ``(n_clips, 2)`` float64 ``[start, end)`` of each clip (``"clip_ends"`` only, else ``None``).
-        truncated: ``True`` when ``max_seconds`` / ``max_frames`` (or the official 60 clip limit) cut the video.
+        truncated: ``True`` when ``max_seconds`` / ``max_frames`` (or the official 60 clip limit) cut the video
+            (``"uniform"``: only ``max_seconds`` can).
         source_size: ``(height, width)`` of the source frames (``frames`` differ when ``size=`` was given).
         source: a description of the input (path) for messages.
     """
@@ -558,6 +568,7 @@ def load_video(
     *,
     fps: float = 2.0,
     sampling: str = "fps",
+    num_frames: int | None = None,
     max_seconds: float | None = None,
     max_frames: int | None = None,
     size: tuple[int, int] | int | None = None,
@@ -572,17 +583,28 @@ def load_video(
         source: a path (mp4 / mkv / webm / avi / mov / anything FFmpeg reads), a seekable binary file-like object,
             ``bytes``, a numpy array ``(T, H, W, 3)`` uint8, a torch tensor ``(T, 3, H, W)`` or ``(T, H, W, 3)``
             uint8, or a list of PIL images / ``(H, W, 3)`` arrays.
-        fps: frames per second to sample with ``sampling="fps"``.
-        sampling: ``"fps"`` or ``"clip_ends"`` (the official sampler, see the module docstring).
+        fps: frames per second to sample with ``sampling="fps"`` (and the frame rate assumed for in-memory frames
+            without ``source_fps``).
+        sampling: ``"fps"``, ``"clip_ends"`` (the official sampler) or ``"uniform"`` (``num_frames`` frames spread
+            evenly over the clip); see the module docstring.
+        num_frames: with ``sampling="uniform"`` (and only then; required there): how many frames to return, at the
+            target times ``t_k = k * D / num_frames``, ``k = 0 .. num_frames - 1``, each taking the frame on screen
+            at ``t_k``. ``D`` is the clip duration: the header duration (``stream.duration * time_base``, else
+            ``container.duration``), or the presentation time of the last packet when the header has none; at most
+            ``max_seconds``. The result always has ``num_frames`` frames (repeated when the clip has fewer).
         max_seconds: use only the first ``max_seconds`` of the video (``"fps"``: targets ``t < max_seconds``;
             ``"clip_ends"``: clips of the first ``max_seconds``, default ``OFFICIAL_MAX_CLIPS`` = 60 s like the
-            official code). A warning is logged when the video is cut.
-        max_frames: keep at most this many sampled frames (the first ones).
+            official code; ``"uniform"``: ``D = min(D, max_seconds)``). A warning is logged when the video is cut.
+        max_frames: keep at most this many sampled frames (the first ones). Not with ``"uniform"`` (``num_frames``
+            fixes the count).
         size: ``(height, width)`` (or an int for a square) to downscale each kept frame right away (swscale area
             averaging) -- only to save memory on huge videos: the image processor does the model's resize, and
             frames resized here are no longer bit-identical to the official pipeline.
-        source_fps: frame rate of in-memory frames. Given: they are sampled like a decoded video with that rate.
-            Not given: they are taken as already sampled at ``fps`` (all kept, ``timestamps = arange(T) / fps``).
+        source_fps: frame rate of in-memory frames. Given: they are sampled like a decoded video with that rate
+            (``"uniform"``: ``D = T / source_fps``). Not given: they are taken as already sampled at ``fps`` (all
+            kept, ``timestamps = arange(T) / fps``); ``"uniform"`` then picks the indices
+            ``floor(k * T / num_frames)`` (the frames on screen when frame ``i`` lasts ``[i / fps, (i + 1) / fps)``;
+            timestamps ``index / fps``; with ``max_seconds``, ``D = min(T / fps, max_seconds)``).
             Ignored for files (their timestamps are used).
         frame_transform: applied to each kept frame (uint8 ``(H, W, 3)`` RGB) as soon as it is decoded; ``frames``
             then stacks its results. `FavorProcessor` turns frames into model pixels here, so a long high-resolution
@@ -593,12 +615,38 @@ def load_video(
 
     Returns:
         a :class:`VideoClip`.
+
+    Raises:
+        MediaDecodeError: unreadable / corrupt file, no decodable frame, or (``"clip_ends"`` / ``"uniform"``) a
+            duration that is neither in the header nor readable from the packets.
+
+    Example:
+        the Audio-Visual LLM sampler, 32 frames over the whole clip::
+
+            clip = load_video("video.mp4", sampling="uniform", num_frames=32)
     """
-    if sampling not in ("fps", "clip_ends"):
-        raise ValueError(f"`sampling` must be 'fps' or 'clip_ends', got {sampling!r}")
+    if sampling not in ("fps", "clip_ends", "uniform"):
+        raise ValueError(f"`sampling` must be 'fps', 'clip_ends' or 'uniform', got {sampling!r}")
     step = 1 / _positive_fraction(fps, "fps")
     max_seconds_f = _optional_positive(max_seconds, "max_seconds")
     max_frames = _optional_count(max_frames, "max_frames")
+    if sampling == "uniform":
+        if num_frames is None:
+            raise ValueError(
+                "sampling='uniform' needs `num_frames` (how many frames to spread over the clip, e.g. 32), got None"
+            )
+        num_frames = _optional_count(num_frames, "num_frames")
+        if max_frames is not None:
+            raise ValueError(
+                f"`max_frames` cannot be used with sampling='uniform' (`num_frames` already fixes the frame count), "
+                f"got max_frames={max_frames}"
+            )
+        max_frames = num_frames  # the uniform sampler is the fps sampler capped at num_frames targets
+    elif num_frames is not None:
+        raise ValueError(
+            f"`num_frames` is only used with sampling='uniform', got num_frames={num_frames!r} with "
+            f"sampling={sampling!r} (use max_frames to cap the number of frames)"
+        )
     size = _check_size(size)
     if sampling == "clip_ends" and max_seconds_f is None:
         max_seconds_f = float(OFFICIAL_MAX_CLIPS * OFFICIAL_CLIP_SECONDS)
@@ -628,7 +676,7 @@ def load_video(
     frames = _memory_frames(source, name)
     count = len(frames)
     height, width = frames[0].shape[:2]
-    if source_fps is None:  # already sampled at `fps`
+    if source_fps is None and sampling != "uniform":  # already sampled at `fps`
         times = [i * step for i in range(count)]
         keep = [i for i in range(count) if limit is None or times[i] < limit]
         if max_frames is not None:
@@ -649,7 +697,9 @@ def load_video(
             source_size=(height, width),
             source=name,
         )
-    rate = _positive_fraction(source_fps, "source_fps")
+    # "uniform" without source_fps: frame i is taken to last [i / fps, (i + 1) / fps), so the targets k * D / N with
+    # D = count / fps pick exactly the indices floor(k * count / N)
+    rate = 1 / step if source_fps is None else _positive_fraction(source_fps, "source_fps")
     duration = count / rate
     frame_iter = ((i, i / rate, frames[i]) for i in range(count))
     return _sample(
@@ -681,7 +731,13 @@ def _load_video_file(source, sampling, step, limit, max_frames, size, convert, f
         elif container.duration is not None:
             header_duration = Fraction(container.duration, 1_000_000)
         clip_duration = None
-        if sampling == "clip_ends":
+        if sampling == "uniform":
+            # D: the header duration, else the time of the last packet (found by demuxing, without decoding)
+            if header_duration is not None and header_duration > 0:
+                clip_duration = header_duration
+            else:
+                clip_duration = _last_packet_time(opener, container, name)
+        elif sampling == "clip_ends":
             # pytorchvideo EncodedVideoPyAV.duration: (stream.duration - start_pts) * time_base, or -- without a
             # stream duration -- the pts of the last frame (found here by demuxing, without decoding)
             if stream.duration is not None and time_base is not None:
@@ -703,6 +759,9 @@ def _load_video_file(source, sampling, step, limit, max_frames, size, convert, f
 
 def _last_packet_time(opener: _Opener, container, name: str) -> Fraction:
     av = _import_av()
+    # a buffer / file object is shared with the open `container`: its read position is restored after the probe
+    shared = not isinstance(opener.target, str) and opener.start is not None
+    position = opener.target.tell() if shared else None
     if opener.reopenable:
         probe = opener.open()
     else:  # pragma: no cover - non seekable stream: best effort
@@ -724,8 +783,8 @@ def _last_packet_time(opener: _Opener, container, name: str) -> Fraction:
         return int(last - start_pts) * Fraction(stream.time_base)
     finally:
         probe.close()
-        if not isinstance(opener.target, str) and opener.start is not None:
-            opener.target.seek(opener.start)
+        if shared:
+            opener.target.seek(position)
 
 
 class _PendingFrame:
@@ -793,6 +852,14 @@ def _sample(
         cut = limit is not None and clip_duration > limit
         clips = clip_ends_timepoints(effective)
         sampler: Any = _ClipEndsSampler(clips, convert, name)
+    elif sampling == "uniform":
+        # max_frames (= num_frames) targets k * D / num_frames: the fps sampler with step D / num_frames
+        if clip_duration is None:  # pragma: no cover - callers always know D
+            raise MediaDecodeError(f"{name}: the duration of the video is unknown")
+        effective = clip_duration if limit is None else min(clip_duration, limit)
+        cut = limit is not None and clip_duration > limit
+        step = Fraction(effective) / max_frames
+        sampler = _FpsSampler(step, None, max_frames, convert)
     else:
         sampler = _FpsSampler(step, limit, max_frames, convert)
 
@@ -811,16 +878,19 @@ def _sample(
         raise MediaDecodeError(f"{name} contains no decodable video frame (zero-length or corrupt video)")
 
     decoded_end = last[1] + frame_period(last) if reached_eof else None
-    if sampling == "fps":
+    if sampling in ("fps", "uniform"):
         if reached_eof:
             tolerance = max(Fraction(1, 2), 3 * frame_period(last))
             if header_duration is not None and header_duration - decoded_end > tolerance:
                 logger.warning(
-                    "%s: the frames stop at %.3f s but the header says %.3f s (truncated file?); sampling the "
-                    "decoded part only.", name, float(decoded_end), float(header_duration),
+                    "%s: the frames stop at %.3f s but the header says %.3f s (truncated file?); %s.",
+                    name, float(decoded_end), float(header_duration),
+                    "sampling the decoded part only" if sampling == "fps" else "the last frame fills the later targets",
                 )
-            sampler.finish(decoded_end)
-        cut = sampler.cut  # set only when frames exist past the last target kept (max_seconds / max_frames)
+            # "uniform" keeps all its targets (all < max_frames * step): past the last frame, it stays on screen
+            sampler.finish(decoded_end if sampling == "fps" else max_frames * step + 1)
+        if sampling == "fps":
+            cut = sampler.cut  # set only when frames exist past the last target kept (max_seconds / max_frames)
         picked = sampler.picked
         if not picked:  # pragma: no cover - at least one target (t=0) always exists
             raise MediaDecodeError(f"{name}: no frame could be sampled")
@@ -843,7 +913,11 @@ def _sample(
             cut = True
             indices, times, sample_times, arrays = (x[:max_frames] for x in (indices, times, sample_times, arrays))
         clip_array = np.array([[float(s), float(e)] for s, e in clips], dtype=np.float64)
-    if cut:
+    if cut and sampling == "uniform":
+        logger.warning(
+            "%s: video cut to its first %g s (max_seconds): %d frames spread over it.", name, float(limit), len(arrays)
+        )
+    elif cut:
         logger.warning(
             "%s: video cut to its first %s (max_seconds=%s, max_frames=%s): %d frames kept.",
             name, f"{float(limit):g} s" if limit is not None else f"{max_frames} frames",
