@@ -3,8 +3,11 @@
 Importing the package registers its configurations and models with the transformers Auto* factories.
 """
 
-from .configuration import BeatsConfig, FavorConfig
+from .configuration import AvLlmConfig, BeatsConfig, FavorConfig
 from .modeling import (
+    AvLlmForConditionalGeneration,
+    AvLlmModel,
+    AvLlmPreTrainedModel,
     FavorForConditionalGeneration,
     FavorModel,
     FavorPreTrainedModel,
@@ -20,6 +23,10 @@ __version__ = "0.1.0.dev0"
 register_auto_classes()
 
 __all__ = [
+    "AvLlmConfig",
+    "AvLlmForConditionalGeneration",
+    "AvLlmModel",
+    "AvLlmPreTrainedModel",
     "BeatsConfig",
     "FavorConfig",
     "FavorForConditionalGeneration",

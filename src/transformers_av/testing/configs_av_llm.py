@@ -43,3 +43,29 @@ def tiny_clap_audio_config() -> ClapAudioConfig:
         num_classes=5,
         enable_fusion=False,
     )
+
+
+#: the 512-token test tokenizer plus <av_media>, <VIS>, <AUD> and <AUD_VIS> (ids 512..515)
+TINY_AV_LLM_VOCAB_SIZE = 516
+
+
+def tiny_av_llm_config(**overrides):
+    """A tiny `AvLlmConfig`: the tiny CLIP and HTSAT towers above, a 2-layer 64-wide Llama, 4 frames and 2 audio
+    segments; token ids match `tiny_av_llm_processor`. Keyword overrides go to `AvLlmConfig`."""
+    from ..configuration.configuration_av_llm import AvLlmConfig
+    from .configs import tiny_text_config
+
+    kwargs = {
+        "text_config": tiny_text_config(vocab_size=TINY_AV_LLM_VOCAB_SIZE),
+        "vision_config": tiny_clip_vision_config().to_dict(),
+        "audio_config": tiny_clap_audio_config().to_dict(),
+        "num_frames": 4,
+        "num_audio_segments": 2,
+        "audio_sampling_rate": 16000,
+        "media_token_id": 512,
+        "visual_token_id": 513,
+        "audio_token_id": 514,
+        "audio_visual_token_id": 515,
+    }
+    kwargs.update(overrides)
+    return AvLlmConfig(**kwargs)

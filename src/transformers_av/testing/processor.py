@@ -34,4 +34,30 @@ def tiny_processor(config=None, *, image_size: int | None = None, **settings):
     )
 
 
-__all__ = ["tiny_processor"]
+def tiny_av_llm_processor(config=None, **settings):
+    """`AvLlmProcessor` for a tiny Audio-Visual LLM config (default: `tiny_av_llm_config()`): the 512-token tokenizer
+    with `<av_media>`, `<VIS>`, `<AUD>`, `<AUD_VIS>` as ids 512..515, CLIP pixels at the config's image size and a
+    16-bin CLAP log-mel at the config's sampling rate over 2 s windows. Extra keyword arguments go to
+    `AvLlmProcessor`."""
+    from transformers import AutoTokenizer, ClapFeatureExtractor, CLIPImageProcessor
+
+    from ..processing.processing_av_llm import AvLlmProcessor
+    from .configs_av_llm import tiny_av_llm_config
+
+    config = config if config is not None else tiny_av_llm_config()
+    size = config.vision_config.image_size
+    rate = config.audio_sampling_rate
+    feature_extractor = ClapFeatureExtractor(
+        feature_size=config.audio_config.num_mel_bins, sampling_rate=rate, hop_length=rate // 100, max_length_s=2,
+        fft_window_size=rate // 40, frequency_max=rate // 2, truncation="rand_trunc", padding="repeatpad",
+    )
+    return AvLlmProcessor.from_model_config(
+        config,
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        feature_extractor=feature_extractor,
+        tokenizer=AutoTokenizer.from_pretrained(ASSETS / "llama_tokenizer"),
+        **settings,
+    )
+
+
+__all__ = ["tiny_av_llm_processor", "tiny_processor"]
