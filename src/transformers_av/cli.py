@@ -46,13 +46,20 @@ def _convert(args) -> int:
 
 
 def _presets(args) -> int:
-    from .configuration.presets import PRESETS, preset_parameter_counts
+    from .configuration.presets import AV_LLM_PRESETS, PRESETS, preset_parameter_counts
 
     print("| preset | total | LLM | Whisper encoder | BEATs | ViT + Q-Former | connector |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in PRESETS:
         c = preset_parameter_counts(name)
         cells = [f"{c[k]:,}" for k in ("total", "llm", "whisper_encoder", "beats", "vision", "connector")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    print("| preset | total | LLM | CLIP vision | CLAP audio | projectors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in AV_LLM_PRESETS:
+        c = preset_parameter_counts(name)
+        cells = [f"{c[k]:,}" for k in ("total", "llm", "clip_vision", "clap_audio", "connector")]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

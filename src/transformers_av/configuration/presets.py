@@ -1,4 +1,5 @@
-"""The published model shapes as ready-made `FavorConfig`s (FAVOR-7B/13B, video-SALMONN-7B/13B).
+"""The published model shapes as ready-made configs: FAVOR-7B/13B and video-SALMONN-7B/13B (`FavorConfig`), and the
+Audio-Visual LLM of Shu et al. (`AvLlmConfig`: CLIP ViT-L/14 + CLAP HTSAT + Vicuna-7B).
 
 They describe the released checkpoints, so they switch on the official behaviours (see
 `transformers_av.conversion.favor_config_from_official`): frame i attends frames j >= i, one 30 s Whisper chunk
@@ -7,6 +8,7 @@ counted in full, resolutions concatenated, frames sampled at both ends of each 1
 
 from __future__ import annotations
 
+from .configuration_av_llm import CLIP_VIT_L_14, MEDIA_TOKEN, MODALITY_TOKENS, AvLlmConfig
 from .configuration_favor import FavorConfig
 
 VICUNA = {
@@ -27,6 +29,8 @@ INSTRUCTBLIP_QFORMER = {"vocab_size": 30523, "hidden_size": 768, "num_hidden_lay
                         "intermediate_size": 3072, "cross_attention_frequency": 2, "encoder_hidden_size": 1408}
 
 PRESETS = ("favor-7b", "favor-13b", "video-salmonn-7b", "video-salmonn-13b")
+AV_LLM_PRESETS = ("av-llm-7b",)
+ALL_PRESETS = PRESETS + AV_LLM_PRESETS
 
 
 def favor_preset(name: str, **overrides) -> FavorConfig:
@@ -55,24 +59,68 @@ def favor_preset(name: str, **overrides) -> FavorConfig:
     return FavorConfig(**kwargs)
 
 
+def av_llm_preset(name: str = "av-llm-7b", **overrides) -> AvLlmConfig:
+    """`AvLlmConfig` of the Audio-Visual LLM paper's shape: CLIP ViT-L/14 (224 px), CLAP HTSAT (`ClapAudioConfig`
+    defaults, the `laion/clap-htsat-unfused` audio tower), Vicuna-7B with the media placeholder and the `<VIS>`,
+    `<AUD>`, `<AUD_VIS>` tokens appended to its 32,000-token vocabulary, 32 frames and 4 audio segments at 48 kHz.
+    Keyword overrides go to `AvLlmConfig`."""
+    if name.lower() not in AV_LLM_PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(AV_LLM_PRESETS)}.")
+    new_tokens = [MEDIA_TOKEN, *MODALITY_TOKENS.values()]
+    text = {"model_type": "llama", "vocab_size": VICUNA_VOCAB + len(new_tokens), "max_position_embeddings": 2048,
+            "rms_norm_eps": 1e-6, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **VICUNA["7b"]}
+    ids = dict(zip(("media_token_id", "visual_token_id", "audio_token_id", "audio_visual_token_id"),
+                   range(VICUNA_VOCAB, VICUNA_VOCAB + len(new_tokens))))
+    kwargs = dict(text_config=text, vision_config=dict(CLIP_VIT_L_14), audio_config={}, num_frames=32,
+                  num_audio_segments=4, audio_sampling_rate=48000, **ids)
+    kwargs.update(overrides)
+    return AvLlmConfig(**kwargs)
+
+
+def preset_config(name: str, **overrides) -> FavorConfig | AvLlmConfig:
+    """The config of any preset in `ALL_PRESETS`."""
+    if name.lower() in AV_LLM_PRESETS:
+        return av_llm_preset(name, **overrides)
+    return favor_preset(name, **overrides)
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
 def preset_parameter_counts(name: str) -> dict[str, int]:
     """Exact parameter counts of a preset, per part, computed on the meta device (no memory, no weights)."""
     import torch
 
-    from ..modeling.favor import FavorForConditionalGeneration
+    config = preset_config(name)
+    if config.model_type == "av_llm":
+        from ..modeling.av_llm import AvLlmForConditionalGeneration
 
-    with torch.device("meta"):
-        model = FavorForConditionalGeneration(favor_preset(name))
-    inner = model.model
-    parts = {
-        "llm": sum(p.numel() for p in inner.language_model.parameters()) + model.lm_head.weight.numel(),
-        "whisper_encoder": sum(p.numel() for p in inner.speech_encoder.parameters()),
-        "beats": sum(p.numel() for p in inner.audio_encoder.parameters()) if inner.audio_encoder is not None else 0,
-        "vision": sum(p.numel() for p in inner.visual_encoder.parameters()),
-        "connector": sum(p.numel() for p in inner.connector.parameters()),
-    }
-    parts["total"] = sum(p.numel() for p in model.parameters())
+        with torch.device("meta"):
+            model = AvLlmForConditionalGeneration(config)
+        inner = model.model
+        parts = {
+            "llm": _count(inner.language_model) + model.lm_head.weight.numel(),
+            "clip_vision": _count(inner.vision_encoder),
+            "clap_audio": _count(inner.audio_encoder),
+            "connector": _count(inner.connector),
+        }
+    else:
+        from ..modeling.favor import FavorForConditionalGeneration
+
+        with torch.device("meta"):
+            model = FavorForConditionalGeneration(config)
+        inner = model.model
+        parts = {
+            "llm": _count(inner.language_model) + model.lm_head.weight.numel(),
+            "whisper_encoder": _count(inner.speech_encoder),
+            "beats": _count(inner.audio_encoder),
+            "vision": _count(inner.visual_encoder),
+            "connector": _count(inner.connector),
+        }
+    parts["total"] = _count(model)
     return parts
 
 
-__all__ = ["PRESETS", "favor_preset", "preset_parameter_counts"]
+__all__ = ["ALL_PRESETS", "AV_LLM_PRESETS", "PRESETS", "av_llm_preset", "favor_preset", "preset_config",
+           "preset_parameter_counts"]

@@ -3,7 +3,7 @@ LLM-only gradient checkpointing, a synthetic audio-visual task that needs frame-
 `transformers-av train` command (`TrainSettings`, `run_training`)."""
 
 from .cli import TrainSettings, WeightDigestCallback, load_train_settings, run_training, weights_digest
-from .data import CONVERSATION_FIELD, MEDIA_FIELDS, FavorDataCollator, load_av_dataset, normalize_row
+from .data import CONVERSATION_FIELD, MEDIA_FIELDS, AvLlmDataCollator, FavorDataCollator, load_av_dataset, normalize_row
 from .peft import (
     LLM_ATTENTION_LORA_TARGET_REGEX,
     LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
@@ -12,7 +12,7 @@ from .peft import (
     lora_config,
     trainable_parameter_summary,
 )
-from .synthetic import SYNC_PALETTE, SYNC_QUESTION, make_sync_task
+from .synthetic import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
 from .trainer import (
     LOSS_TERMS,
     FavorTrainer,

@@ -36,14 +36,27 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-TINY_MODELS = {"tiny-video-salmonn": "video_salmonn", "tiny-favor": "favor"}
+TINY_MODELS = {"tiny-video-salmonn": "video_salmonn", "tiny-favor": "favor", "tiny-av-llm": "av_llm"}
+#: The Audio-Visual LLM paper's two training stages (Shu et al., 2023), as defaults under `stage: 1|2`; settings given
+#: in the YAML file or on the command line still win. Both: AdamW betas (0.9, 0.98), cosine schedule, 3% warm-up.
+STAGE_RECIPES: dict[int, dict[str, Any]] = {
+    1: {"learning_rate": 2e-3, "train_llm": False, "lora": False},  # the projectors only
+    2: {"learning_rate": 2e-5, "train_llm": True},  # projectors + LLM (full, or LoRA with `lora: true`)
+}
+STAGE_COMMON = {"lr_scheduler_type": "cosine", "warmup_steps": 0.03, "adam_beta1": 0.9, "adam_beta2": 0.98}
 SYNTHETIC_SYNC_DATA = "synthetic:sync"
+SYNTHETIC_MATCH_DATA = "synthetic:match"
+SYNTHETIC_TASKS = {SYNTHETIC_SYNC_DATA: "synthetic audio-visual sync task",
+                   SYNTHETIC_MATCH_DATA: "synthetic colour / tone matching task"}
 ROW_FIELD = "_row"
 FINAL_DIR = "final"
 ADAPTER_DIR = "adapter"
 DIGEST_DIR = "weight_digests"
 
 __all__ = [
+    "STAGE_COMMON",
+    "STAGE_RECIPES",
+    "SYNTHETIC_MATCH_DATA",
     "SYNTHETIC_SYNC_DATA",
     "TINY_MODELS",
     "RowNamingCollator",
@@ -68,8 +81,9 @@ class TrainSettings:
 
     # -- model ----------------------------------------------------------------------------------------------------
     model: str | None = field(default=None, metadata=_help(
-        "a save_pretrained folder or Hub id of a FAVOR model; or, for a run from random weights, 'tiny-video-salmonn' "
-        "/ 'tiny-favor' (tiny test configs) or a preset name (favor-7b, ..., video-salmonn-13b)"))
+        "a save_pretrained folder or Hub id of a FAVOR / video-SALMONN / Audio-Visual LLM model; or, for a run from "
+        "random weights, 'tiny-video-salmonn' / 'tiny-favor' / 'tiny-av-llm' (tiny test configs) or a preset name "
+        "(favor-7b, ..., video-salmonn-13b, av-llm-7b)"))
     model_config_overrides: dict[str, Any] = field(default_factory=dict, metadata=_help(
         "config keyword arguments (JSON on the command line): for a tiny model, keyword arguments of "
         "tiny_favor_config (e.g. image_size); for a preset, of FavorConfig; for a checkpoint, of from_pretrained"))
@@ -77,13 +91,14 @@ class TrainSettings:
         "processor folder or Hub id (default: the model's folder; the tiny processor for a tiny model)"))
     # -- data -----------------------------------------------------------------------------------------------------
     train_data: str | None = field(default=None, metadata=_help(
-        f"training JSONL (see transformers_av.training.data), or '{SYNTHETIC_SYNC_DATA}' to generate the synthetic "
+        f"training JSONL (see transformers_av.training.data), '{SYNTHETIC_MATCH_DATA}' (clips whose colour and tone "
+        f"pitch both give the answer) or '{SYNTHETIC_SYNC_DATA}' to generate the synthetic "
         "colour-at-the-beep task in output_dir/synthetic_data"))
     eval_data: str | None = field(default=None, metadata=_help("evaluation JSONL (evaluated every eval_steps)"))
     media_root: str | None = field(default=None, metadata=_help(
         "folder relative media paths are resolved against (default: the JSONL's folder)"))
-    synthetic_clips: int = field(default=8, metadata=_help(f"number of clips of '{SYNTHETIC_SYNC_DATA}'"))
-    synthetic_seconds: int = field(default=2, metadata=_help(f"length (s) of the clips of '{SYNTHETIC_SYNC_DATA}'"))
+    synthetic_clips: int = field(default=8, metadata=_help("number of clips of a synthetic task"))
+    synthetic_seconds: int = field(default=2, metadata=_help("length (s) of the clips of a synthetic task"))
     max_length: int | None = field(default=None, metadata=_help("truncate answers so a sample fits this many tokens"))
     mixed_unpaired_ratio: float = field(default=0.0, metadata=_help(
         "share of samples replaced by unpaired (video of one row, audio of another) samples (video-SALMONN)"))
@@ -92,7 +107,13 @@ class TrainSettings:
     ensure_all_modalities: bool = field(default=True, metadata=_help(
         "give every batch every modality (zero dummies, masked out): every rank runs every encoder"))
     # -- what trains ------------------------------------------------------------------------------------------------
-    freeze_encoders: bool = field(default=True, metadata=_help("freeze the ViT + visual Q-Former, Whisper and BEATs"))
+    stage: int | None = field(default=None, metadata=_help(
+        "the Audio-Visual LLM's training stage (1: projectors only, lr 2e-3; 2: projectors + LLM, lr 2e-5; both AdamW "
+        "betas (0.9, 0.98), cosine, 3% warm-up): its values become the defaults of those settings"))
+    freeze_encoders: bool = field(default=True, metadata=_help(
+        "freeze the pretrained encoders (ViT + visual Q-Former, Whisper, BEATs; CLIP, CLAP)"))
+    train_llm: bool = field(default=True, metadata=_help(
+        "train the LLM (fully, or its LoRA with lora: true); false: only the connector / projectors train"))
     lora: bool = field(default=False, metadata=_help("LoRA on the LLM (else the LLM is fully fine-tuned)"))
     lora_r: int = field(default=32, metadata=_help("LoRA rank"))
     lora_alpha: float = field(default=32.0, metadata=_help("LoRA alpha"))
@@ -111,7 +132,9 @@ class TrainSettings:
     per_device_train_batch_size: int = field(default=1, metadata=_help("samples per process and micro-batch"))
     per_device_eval_batch_size: int = field(default=1, metadata=_help("evaluation samples per process"))
     gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
-    warmup_steps: int = field(default=0, metadata=_help("linear warm-up steps"))
+    warmup_steps: float = field(default=0, metadata=_help("linear warm-up steps (a share of all steps when < 1)"))
+    adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
+    adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     lr_scheduler_type: str = field(default="linear", metadata=_help("transformers scheduler name"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
@@ -144,11 +167,17 @@ class TrainSettings:
             raise ValueError("TrainSettings: 'model' is required (a checkpoint folder or Hub id, 'tiny-video-salmonn', "
                              "'tiny-favor' or a preset name).")
         if not self.train_data:
-            raise ValueError(f"TrainSettings: 'train_data' is required (a JSONL file or {SYNTHETIC_SYNC_DATA!r}).")
+            raise ValueError(f"TrainSettings: 'train_data' is required (a JSONL file, {SYNTHETIC_SYNC_DATA!r} or "
+                             f"{SYNTHETIC_MATCH_DATA!r}).")
         if not 0.0 <= float(self.mixed_unpaired_ratio) <= 1.0:
             raise ValueError(f"TrainSettings: mixed_unpaired_ratio must be in [0, 1], got {self.mixed_unpaired_ratio!r}.")
         if self.bf16 and self.fp16:
             raise ValueError("TrainSettings: choose bf16 or fp16, not both.")
+        if self.stage is not None and self.stage not in STAGE_RECIPES:
+            raise ValueError(f"TrainSettings: stage must be 1 or 2 (or null), got {self.stage!r}.")
+        if self.lora and not self.train_llm:
+            raise ValueError("TrainSettings: lora: true trains the LLM's LoRA weights; with train_llm: false (stage 1: "
+                             "projectors only) set lora: false.")
         if self.lora and not self.freeze_encoders:
             raise ValueError("TrainSettings: LoRA training keeps the encoders frozen (apply_lora freezes them); "
                              "set freeze_encoders: true, or lora: false to fine-tune everything.")
@@ -263,6 +292,9 @@ def load_train_settings(config: str | os.PathLike | None = None, overrides: dict
         values.update(loaded)
         source = str(path)
     values.update(overrides or {})
+    stage = values.get("stage")
+    if stage in STAGE_RECIPES:  # the recipe fills what neither the file nor the command line set
+        values = {**STAGE_COMMON, **STAGE_RECIPES[stage], **values}
     types = _field_types()
     for key, value in values.items():
         if key not in types:
@@ -321,24 +353,36 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def build_model_and_processor(settings: TrainSettings):
-    """The model (`FavorForConditionalGeneration`, encoders frozen if asked; no LoRA yet) and its processor."""
+    """The model (`FavorForConditionalGeneration` or `AvLlmForConditionalGeneration`, encoders frozen if asked, LLM
+    frozen with `train_llm: false`; no LoRA yet) and its processor."""
     from transformers import AutoModelForMultimodalLM, AutoProcessor
 
-    from ..configuration.presets import PRESETS, favor_preset
+    from ..configuration.presets import ALL_PRESETS, preset_config
+    from ..modeling.av_llm import AvLlmForConditionalGeneration
     from ..modeling.favor import FavorForConditionalGeneration
+    from .peft import trainable_model_classes
 
     name, overrides = settings.model, dict(settings.model_config_overrides)
-    if name in TINY_MODELS:
+    if name in TINY_MODELS and TINY_MODELS[name] == "av_llm":
+        from ..testing.configs_av_llm import tiny_av_llm_config
+        from ..testing.processor import tiny_av_llm_processor
+
+        config = tiny_av_llm_config(**overrides)
+        model = AvLlmForConditionalGeneration(config)
+        processor = AutoProcessor.from_pretrained(settings.processor) if settings.processor else tiny_av_llm_processor(config)
+    elif name in TINY_MODELS:
         from ..testing.configs import tiny_favor_config
         from ..testing.processor import tiny_processor
 
         config = tiny_favor_config(TINY_MODELS[name], **overrides)
         model = FavorForConditionalGeneration(config)
         processor = AutoProcessor.from_pretrained(settings.processor) if settings.processor else tiny_processor(config)
-    elif name.lower() in PRESETS:
+    elif name.lower() in ALL_PRESETS:
         if not settings.processor:
-            raise ValueError(f"A from-scratch {name!r} model needs 'processor' (a FavorProcessor folder or Hub id).")
-        model = FavorForConditionalGeneration(favor_preset(name, **overrides))
+            raise ValueError(f"A from-scratch {name!r} model needs 'processor' (a processor folder or Hub id).")
+        config = preset_config(name, **overrides)
+        model_class = AvLlmForConditionalGeneration if config.model_type == "av_llm" else FavorForConditionalGeneration
+        model = model_class(config)
         processor = AutoProcessor.from_pretrained(settings.processor)
     else:
         model = AutoModelForMultimodalLM.from_pretrained(name, **overrides)
@@ -347,10 +391,14 @@ def build_model_and_processor(settings: TrainSettings):
             processor = AutoProcessor.from_pretrained(source)
         except (OSError, ValueError) as error:
             raise ValueError(f"Cannot load a processor from {source!r} (set 'processor'): {error}") from error
-    if not isinstance(model, FavorForConditionalGeneration):
-        raise TypeError(f"{name!r} is a {type(model).__name__}, not a FavorForConditionalGeneration.")
+    if not isinstance(model, trainable_model_classes()):
+        names = " or ".join(cls.__name__ for cls in trainable_model_classes())
+        raise TypeError(f"{name!r} is a {type(model).__name__}, not a {names}.")
     if settings.freeze_encoders:
         model.freeze_encoders()
+    if not settings.train_llm:
+        model.model.language_model.requires_grad_(False)
+        model.get_output_embeddings().requires_grad_(False)
     return model, processor
 
 
@@ -425,6 +473,8 @@ def _training_arguments(settings: TrainSettings, has_eval: bool):
         per_device_eval_batch_size=settings.per_device_eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         warmup_steps=settings.warmup_steps,
+        adam_beta1=settings.adam_beta1,
+        adam_beta2=settings.adam_beta2,
         weight_decay=settings.weight_decay,
         lr_scheduler_type=settings.lr_scheduler_type,
         max_grad_norm=settings.max_grad_norm,
@@ -482,7 +532,8 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
     calls it; only the main process writes the final model."""
     from transformers import set_seed
 
-    from .data import FavorDataCollator
+    from ..modeling.av_llm import AvLlmForConditionalGeneration
+    from .data import AvLlmDataCollator, FavorDataCollator
     from .peft import apply_lora
     from .trainer import FavorTrainer, enable_llm_gradient_checkpointing
 
@@ -491,26 +542,28 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
     resume = _resolve_checkpoint(settings.resume_from_checkpoint, settings.output_dir)
 
     train_data, media_root = settings.train_data, settings.media_root
-    if train_data == SYNTHETIC_SYNC_DATA:
-        from .synthetic import make_sync_task
+    if train_data in SYNTHETIC_TASKS:
+        from .synthetic import make_match_task, make_sync_task
 
+        make_task = make_sync_task if train_data == SYNTHETIC_SYNC_DATA else make_match_task
         root = Path(settings.output_dir) / "synthetic_data"
         with args.main_process_first(local=True, desc="writing the synthetic clips"):
             if args.local_process_index == 0 and not (root / "data.jsonl").is_file():
-                make_sync_task(root, settings.synthetic_clips, seconds=settings.synthetic_seconds, seed=settings.seed)
+                make_task(root, settings.synthetic_clips, seconds=settings.synthetic_seconds, seed=settings.seed)
         train_data, media_root = str(root / "data.jsonl"), None
     train_dataset = load_training_dataset(train_data, media_root)
     eval_dataset = load_training_dataset(settings.eval_data, settings.media_root) if has_eval else None
 
     set_seed(settings.seed)  # the same initial weights on every rank for a from-scratch model
     model, processor = build_model_and_processor(settings)
+    collator_class = AvLlmDataCollator if isinstance(model, AvLlmForConditionalGeneration) else FavorDataCollator
     if settings.lora:
         model = apply_lora(model, r=settings.lora_r, alpha=settings.lora_alpha, dropout=settings.lora_dropout,
                            target=settings.lora_target, train_connector=settings.train_connector)
     if settings.gradient_checkpointing:
         enable_llm_gradient_checkpointing(model)
 
-    collator = FavorDataCollator(
+    collator = collator_class(
         processor,
         padding_side="right",
         max_length=settings.max_length,
@@ -555,7 +608,7 @@ def _push_final(trainer, settings: TrainSettings, final_dir: Path, train_data: s
     from ..hub import TrainingDetails, push_to_hub
 
     trained = trainer.accelerator.unwrap_model(trainer.model)  # PEFT-wrapped for LoRA runs: its settings go to the card
-    dataset_name = "synthetic audio-visual sync task" if settings.train_data == SYNTHETIC_SYNC_DATA else train_data
+    dataset_name = SYNTHETIC_TASKS.get(settings.train_data, train_data)
     training = TrainingDetails.from_training_arguments(
         trainer.args, datasets=[dataset_name], model=trained, num_examples=num_examples,
         notes=f"transformers-av train, {trainer.state.global_step} optimizer steps",
@@ -608,6 +661,6 @@ def _save_final(trainer, settings: TrainSettings, processor, final_dir: Path) ->
 
 
 def _presets() -> tuple[str, ...]:
-    from ..configuration.presets import PRESETS
+    from ..configuration.presets import ALL_PRESETS
 
-    return PRESETS
+    return ALL_PRESETS

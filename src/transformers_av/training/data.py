@@ -51,6 +51,7 @@ drops the dataset columns that are not arguments of the model's `forward` unless
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -70,6 +71,7 @@ _ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt
 _MEDIA_TAG = re.compile(r"<(video|image|audio|speech)>\s*", flags=re.IGNORECASE)
 
 __all__ = [
+    "AvLlmDataCollator",
     "CONVERSATION_FIELD",
     "MEDIA_FIELDS",
     "FavorDataCollator",
@@ -509,3 +511,60 @@ class FavorDataCollator:
         out = {key: value[index] for key, value in batch.items()}
         out["modality_mask"] = torch.cat(masks).to(present.dtype)
         return out
+
+
+class AvLlmDataCollator(FavorDataCollator):
+    r"""
+    [`FavorDataCollator`] for the Audio-Visual LLM ([`AvLlmProcessor`]): the same rows, loading and unpairing;
+    modalities are chosen by the prompt's modality token instead of a `modality_mask`.
+
+    `modality_augmentation=True` is the paper's modality-augmented training: every sample that has both a picture
+    and a sound (its own `audio`, or its video's sound track) becomes three consecutive samples of the same clip,
+    prompt and answer, marked `<VIS>` (frames only), `<AUD>` (audio only) and `<AUD_VIS>` (both), in that order. The
+    processor loads only what each mark names and the model runs only the encoders each sample asks for. A sample
+    with one modality is kept once (marked by what it has).
+
+    `ensure_all_modalities` is not needed here and is ignored: the model itself runs the encoders a batch lacks on
+    dummy inputs when training in several processes (`AvLlmConfig.run_absent_encoders`).
+    """
+
+    VIEWS = ("visual", "audio", "audio_visual")
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("AvLlmDataCollator got an empty batch")
+        samples = [self._sample(self._row(feature, i)) for i, feature in enumerate(features)]
+        samples = self._unpair(samples)
+        if self.modality_augmentation:
+            samples = [view for sample in samples for view in self._views(sample)]
+        batch = self.processor(
+            text=[s.text for s in samples],
+            videos=[s.video for s in samples],
+            audio=[s.audio for s in samples],
+            images=[s.image for s in samples],
+            answers=[s.answer for s in samples],
+            use_video_audio=True,
+            padding_side=self.padding_side,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return dict(batch)
+
+    def _views(self, sample: _Sample) -> list[_Sample]:
+        """The `<VIS>` / `<AUD>` / `<AUD_VIS>` copies of an audio-visual sample (the sample itself otherwise)."""
+        from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
+        from ..processing import media as media_io
+
+        has_picture = sample.video is not None or sample.image is not None
+        has_sound = sample.audio is not None or (sample.video is not None and media_io.has_audio_track(sample.video))
+        if not (has_picture and has_sound) or any(token in sample.text for token in MODALITY_TOKENS.values()):
+            return [sample]
+        views = []
+        for view in self.VIEWS:
+            token = MODALITY_TOKENS[view]
+            if MEDIA_TOKEN in sample.text:
+                text = sample.text.replace(MEDIA_TOKEN, token + MEDIA_TOKEN)
+            else:
+                text = f"{token} {sample.text}"
+            views.append(dataclasses.replace(sample, text=text))
+        return views

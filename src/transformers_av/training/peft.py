@@ -28,6 +28,15 @@ LORA_TARGET_REGEXES = {
 CONNECTOR_MODULES_TO_SAVE = ["connector"]
 
 
+def trainable_model_classes() -> tuple[type, ...]:
+    """The model classes the training tools take: both families name their parts alike (`model.language_model`,
+    `model.connector`, encoders listed by `encoder_modules()`)."""
+    from ..modeling.av_llm import AvLlmForConditionalGeneration
+    from ..modeling.favor import FavorForConditionalGeneration
+
+    return (FavorForConditionalGeneration, AvLlmForConditionalGeneration)
+
+
 def _favor_model(model: nn.Module) -> nn.Module:
     """The `FavorForConditionalGeneration` (or `FavorModel`) inside a possibly PEFT-wrapped model."""
     get_base_model = getattr(model, "get_base_model", None)
@@ -61,7 +70,8 @@ def apply_lora(
     target: str = "attention",
     train_connector: bool = True,
 ):
-    """Wrap a `FavorForConditionalGeneration` in a `peft.PeftModel` with LoRA on the LLM only.
+    """Wrap a `FavorForConditionalGeneration` or `AvLlmForConditionalGeneration` in a `peft.PeftModel` with LoRA on
+    the LLM only.
 
     target: "attention" (q/k/v/o projections of every decoder layer, as in the papers) or "attention+mlp" (also
     gate/up/down). train_connector: the whole connector becomes trainable (`modules_to_save=["connector"]`: PEFT
@@ -73,13 +83,9 @@ def apply_lora(
     """
     from peft import get_peft_model
 
-    from ..modeling.favor import FavorForConditionalGeneration
-
-    if not isinstance(model, FavorForConditionalGeneration):
-        raise TypeError(
-            f"apply_lora expects a FavorForConditionalGeneration (its LoRA targets are named from it), got "
-            f"{type(model).__name__}."
-        )
+    if not isinstance(model, trainable_model_classes()):
+        names = " or ".join(cls.__name__ for cls in trainable_model_classes())
+        raise TypeError(f"apply_lora expects a {names} (its LoRA targets are named from it), got {type(model).__name__}.")
     config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector)
     model.freeze_encoders()  # PEFT freezes them too; this also documents the intent
     return get_peft_model(model, config)
@@ -92,10 +98,8 @@ def trainable_parameter_summary(model: nn.Module) -> dict[str, dict[str, int]]:
 
     With `modules_to_save` the connector is held twice (the frozen original and its trainable copy): both count in
     "total"."""
-    from ..modeling.favor import FavorForConditionalGeneration
-
     base = _favor_model(model)
-    prefix = "model." if isinstance(base, FavorForConditionalGeneration) else ""
+    prefix = "model." if isinstance(base, trainable_model_classes()) else ""
     summary: dict[str, dict[str, int]] = defaultdict(lambda: {"trainable": 0, "total": 0})
     for name, parameter in base.named_parameters():
         if prefix and name.startswith(prefix):
@@ -114,5 +118,6 @@ __all__ = [
     "LORA_TARGET_REGEXES",
     "apply_lora",
     "lora_config",
+    "trainable_model_classes",
     "trainable_parameter_summary",
 ]

@@ -1,4 +1,8 @@
-"""A synthetic audio-visual task that needs frame-level audio-visual alignment to be solved.
+"""Synthetic audio-visual tasks with generated clips (no downloads), for tests, demos and smoke runs.
+
+[`make_match_task`] writes clips whose colour and tone pitch name the same class, so that the pictures alone, the
+sound alone and both answer the question: what modality-augmented training (visual-only, audio-only and audio-visual
+views of the same clip) needs, and what shows that every encoder path learns.
 
 [`make_sync_task`] writes short clips whose screen shows one colour per second (a random order of a small palette)
 while ONE beep sounds at a random time, and asks *"What colour was on screen when the beep sounded?"*. Neither the
@@ -19,7 +23,61 @@ import numpy as np
 SYNC_QUESTION = "What colour was on screen when the beep sounded?"
 SYNC_PALETTE: tuple[str, ...] = ("red", "green", "blue", "yellow")
 
-__all__ = ["SYNC_PALETTE", "SYNC_QUESTION", "make_sync_task"]
+MATCH_QUESTION = "Which colour is this clip?"
+#: class -> tone pitch (Hz) of `make_match_task`: one octave apart, so each lands in different mel bins
+MATCH_TONES: dict[str, float] = {"red": 300.0, "green": 600.0, "blue": 1200.0, "yellow": 2400.0}
+
+__all__ = ["MATCH_QUESTION", "MATCH_TONES", "SYNC_PALETTE", "SYNC_QUESTION", "make_match_task", "make_sync_task"]
+
+
+def make_match_task(
+    root: str | os.PathLike,
+    num_clips: int,
+    *,
+    seconds: float = 2.0,
+    fps: float = 4,
+    seed: int = 0,
+    tones: dict[str, float] | None = None,
+    size: tuple[int, int] = (32, 32),
+    sampling_rate: int = 16000,
+    jsonl_name: str = "data.jsonl",
+    prefix: str = "clip",
+) -> list[dict[str, Any]]:
+    """Write `num_clips` clips of the "which colour?" task and a JSONL describing them.
+
+    Clip `i` draws a class uniformly from `tones` (colour name -> pitch): its screen shows that colour (with the moving
+    square of `make_av_clip`) and its sound track is one continuous tone at that pitch. The answer is the colour
+    name, so chance is `1 / len(tones)` and either modality alone answers it.
+
+    Returns:
+        the rows, as written: `video` (relative to `root`), `prompt`, `answer` and the ground-truth `frequency`.
+    """
+    from ..testing.media import make_av_clip
+
+    tones = dict(MATCH_TONES if tones is None else tones)
+    if len(tones) < 2:
+        raise ValueError(f"tones needs at least 2 classes, got {tones!r}")
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips!r}")
+    if float(seconds) <= 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = list(tones)
+    rows = []
+    for i in range(num_clips):
+        answer = names[int(rng.integers(len(names)))]
+        name = f"{prefix}_{i:04d}.mp4"
+        make_av_clip(
+            root / name, seconds=float(seconds), fps=fps, beep_at=[(0.0, float(seconds), tones[answer])],
+            colors=[answer], size=tuple(size), sampling_rate=sampling_rate, seed=seed * 1_000_003 + i,
+        )
+        rows.append({"video": name, "prompt": MATCH_QUESTION, "answer": answer, "frequency": tones[answer]})
+    with open(root / jsonl_name, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return rows
 
 
 def make_sync_task(
