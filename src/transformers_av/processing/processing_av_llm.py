@@ -196,7 +196,7 @@ class AvLlmProcessor(ProcessorMixin):
             if sample["modality"] is not None:
                 count = self.num_media_tokens(
                     0 if sample["frames"] is None else len(sample["frames"]),
-                    0 if sample["segments"] is None else len(sample["segments"]),
+                    0 if sample["segments"] is None else len(sample["segments"]["input_features"]),
                     visual=sample["frames"] is not None,
                     audio=sample["segments"] is not None,
                 )
