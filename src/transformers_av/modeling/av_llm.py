@@ -8,6 +8,7 @@ what every audio-visual LLM does the same way (frozen encoders, placeholder scat
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,19 @@ from .parts.linear_connector import LinearAudioVisualConnector
 # media inputs consumed at prefill only; generate() must not feed them again at the decoding steps
 MEDIA_INPUT_NAMES = ("pixel_values_videos", "video_frame_mask", "audio_input_features", "audio_segment_mask",
                      "audio_is_longer")
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """Run `module` in eval mode (no dropout, batch norms read but do not update their running statistics), then
+    restore the mode of each of its submodules."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @dataclass
@@ -216,6 +230,12 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
                 input_ids, inputs_embeds, self.config.media_token_id, output.embeds, output.token_counts,
                 "AvLlmProcessor",
             )
+        elif self.config.media_token_id is not None and bool((input_ids == self.config.media_token_id).any()):
+            # placeholders, but none of the media their modality token names were given: same error as a mismatch
+            counts = input_ids.new_zeros(input_ids.shape[0])
+            scatter_media_embeds(
+                input_ids, inputs_embeds, self.config.media_token_id, inputs_embeds[:, :0], counts, "AvLlmProcessor"
+            )
         if runs_absent_encoders(self.config.run_absent_encoders, self.training):
             anchor = self._absent_modules_anchor(output)
             if anchor is not None:
@@ -229,14 +249,16 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         terms = []
         if output is None or output.temporal_tokens is None:
             size = self.config.vision_config.image_size
-            frames = self.vision_encoder(weight.new_zeros(1, 1, self.config.vision_config.num_channels, size, size))
+            with _eval_mode(self.vision_encoder):
+                frames = self.vision_encoder(weight.new_zeros(1, 1, self.config.vision_config.num_channels, size, size))
             terms.append(self.connector.temporal_projection(frames.temporal_tokens).sum())
             terms.append(self.connector.spatial_projection(frames.spatial_tokens).sum())
         if output is None or output.audio_tokens is None:
             audio_config = self.config.audio_config
             channels = 4 if audio_config.enable_fusion else 1
             features = weight.new_zeros(1, 1, channels, audio_config.spec_size, audio_config.num_mel_bins)
-            terms.append(self.connector.audio_projection(self.audio_encoder(features)).sum())
+            with _eval_mode(self.audio_encoder):  # the dummy must not move the tower's batch-norm running statistics
+                terms.append(self.connector.audio_projection(self.audio_encoder(features)).sum())
         return torch.stack(terms).sum() * 0.0 if terms else None
 
     def forward(
