@@ -160,6 +160,26 @@ def test_meteor_hand_worked():
     assert result.per_sample[1] == pytest.approx(p * r / (0.85 * p + 0.15 * r) * 0.4, abs=1e-5)
 
 
+def test_ptb_tokenizer_option_splits_like_the_coco_toolkit():
+    # Requires `java` (the toolkit's Stanford PTB tokeniser jar ships with pycocoevalcap).
+    # PTB splits contractions and possessives ("does n't", "man 's") and drops the COCO punctuation list; the
+    # pure-Python default keeps "doesn't" / "man's" whole. Both lower-case and drop "." and ",".
+    hypothesis, reference = "The man's dog doesn't bark.", "A man's dog, barking!"
+    hyps, refs = scoring._tokenize_corpus([hypothesis], [[reference]], "ptb")
+    assert hyps == [["the", "man", "'s", "dog", "does", "n't", "bark"]]
+    assert refs == [[["a", "man", "'s", "dog", "barking"]]]
+    simple_hyps, _ = scoring._tokenize_corpus([hypothesis], [[reference]], "simple")
+    assert simple_hyps == [["the", "man's", "dog", "doesn't", "bark"]]
+    # So CIDEr moves with the tokeniser: with PTB "man 's" is a shared bigram ("man 's", "'s dog") that the simple
+    # tokeniser sees as "man's dog" -- scores are computed on the token lists above, and differ.
+    ptb_score = scoring.cider([hypothesis, "a cat"], [[reference], ["a cat"]], tokenizer="ptb").per_sample[0]
+    simple_score = scoring.cider([hypothesis, "a cat"], [[reference], ["a cat"]]).per_sample[0]
+    assert ptb_score != pytest.approx(simple_score)
+    # and PTB tokens fed as pre-tokenised text give the PTB score exactly
+    pre = scoring.cider([" ".join(hyps[0]), "a cat"], [[" ".join(refs[0][0])], ["a cat"]], tokenizer="none")
+    assert pre.per_sample[0] == pytest.approx(ptb_score, abs=1e-12)
+
+
 def test_java_metrics_explain_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(scoring.shutil, "which", lambda name: None)
     with pytest.raises(scoring.JavaNotFoundError, match="needs a Java runtime.*apt-get install default-jre"):
