@@ -104,3 +104,60 @@ def test_processor_loads_with_trust_remote_code_without_the_package(tmp_path):
     assert remote.keys() == expected.keys()
     for key, value in expected.items():
         assert remote[key].dtype == value.dtype and torch.equal(remote[key], value), key
+
+
+AV_LLM_LOADER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    sys.modules["transformers_av"] = None  # any `import transformers_av` now fails
+    from transformers import AutoModelForMultimodalLM, AutoProcessor
+    path, video, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    model = AutoModelForMultimodalLM.from_pretrained(path, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    modules = [type(model).__module__, type(model.config).__module__, type(processor).__module__]
+    assert all(m.startswith("transformers_modules") for m in modules), modules
+    batch = processor(text=["<AUD_VIS> What is shown?", "<AUD> What is said?", "Hello"], videos=[video, video, None])
+    with torch.no_grad():
+        logits = model(**batch).logits
+    torch.save({"batch": dict(batch), "logits": logits}, out)
+    """
+)
+
+
+def test_av_llm_checkpoint_and_processor_load_with_trust_remote_code_without_the_package(tmp_path):
+    import json
+
+    from transformers_av import AvLlmForConditionalGeneration
+    from transformers_av.testing.configs_av_llm import tiny_av_llm_config
+    from transformers_av.testing.media import make_av_clip
+    from transformers_av.testing.processor import tiny_av_llm_processor
+
+    torch.manual_seed(0)
+    config = tiny_av_llm_config()
+    model, processor = AvLlmForConditionalGeneration(config).eval(), tiny_av_llm_processor(config)
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["auto_map"]["AutoModelForMultimodalLM"] == (
+        "av_llm.AvLlmForConditionalGeneration"
+    )
+    assert json.loads((folder / "processor_config.json").read_text())["auto_map"] == {
+        "AutoProcessor": "processing_av_llm.AvLlmProcessor"
+    }
+    video = make_av_clip(tmp_path / "clip.mp4", seconds=2.0, fps=4, beep_at=[1.0], size=(32, 32)).path
+    (tmp_path / "loader.py").write_text(AV_LLM_LOADER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "loader.py"), str(folder), str(video), str(tmp_path / "out.pt")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = torch.load(tmp_path / "out.pt")
+    expected = processor(text=["<AUD_VIS> What is shown?", "<AUD> What is said?", "Hello"], videos=[str(video), str(video), None])
+    assert remote["batch"].keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(remote["batch"][key], value), key
+    with torch.no_grad():
+        assert torch.equal(remote["logits"], model(**expected).logits)

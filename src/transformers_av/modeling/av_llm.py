@@ -20,6 +20,7 @@ from transformers.modeling_outputs import ModelOutput
 from ..configuration.configuration_av_llm import AvLlmConfig
 from .common import (
     FrozenEncodersMixin,
+    SelfContainedSaveMixin,
     drop_media_after_prefill,
     embed_tokens_without_placeholder,
     mask_placeholder_logits,
@@ -87,7 +88,7 @@ class AvLlmCausalLMOutputWithPast(ModelOutput):
     media_embeds: torch.FloatTensor | None = None
 
 
-class AvLlmPreTrainedModel(PreTrainedModel):
+class AvLlmPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
     config_class = AvLlmConfig
     config: AvLlmConfig
     base_model_prefix = "model"
@@ -98,12 +99,6 @@ class AvLlmPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _can_compile_fullgraph = False
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Upload the model with a rendered model card, after checking it: see `transformers_av.hub.push_to_hub`."""
-        from transformers_av.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
 
 
 class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):

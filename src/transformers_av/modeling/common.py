@@ -5,7 +5,8 @@
   placeholder never predicted ([`mask_placeholder_logits`]);
 * positions that ignore left padding ([`positions_after_left_padding`]);
 * media inputs consumed at prefill only ([`drop_media_after_prefill`]);
-* the dummy-input rule that keeps distributed ranks running the same modules ([`runs_absent_encoders`]).
+* the dummy-input rule that keeps distributed ranks running the same modules ([`runs_absent_encoders`]);
+* saving with the model's own code and pushing with a model card ([`SelfContainedSaveMixin`]).
 """
 
 from __future__ import annotations
@@ -14,6 +15,29 @@ import contextlib
 
 import torch
 from torch import nn
+
+
+class SelfContainedSaveMixin:
+    """`save_pretrained` that also writes the model's source files and an `auto_map` (the folder then loads with
+    `trust_remote_code=True` where transformers_av is not installed), and `push_to_hub` with a checked upload and a
+    rendered model card (`transformers_av.hub.push_to_hub`). Where this file itself runs as remote code, both fall
+    back to the plain transformers methods."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        try:
+            from transformers_av.remote_code import save_model_with_code
+        except ImportError:  # running as remote code: the folder already has the sources
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        return save_model_with_code(self, save_directory, super().save_pretrained, *args, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the model with a rendered model card, after checking it (finite weights, a consistent config):
+        see `transformers_av.hub.push_to_hub` for the arguments (`processor=`, `training=`, `eval_results=`, ...)."""
+        try:
+            from transformers_av.hub import push_to_hub
+        except ImportError:  # running as remote code: the plain transformers upload
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_to_hub(self, repo_id, **kwargs)
 
 
 class FrozenEncodersMixin:
@@ -122,6 +146,7 @@ def drop_media_after_prefill(model_inputs: dict, media_input_names, is_first_ite
 
 __all__ = [
     "FrozenEncodersMixin",
+    "SelfContainedSaveMixin",
     "drop_media_after_prefill",
     "embed_tokens_without_placeholder",
     "mask_placeholder_logits",

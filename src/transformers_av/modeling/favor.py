@@ -17,6 +17,7 @@ from ..configuration.configuration_favor import FavorConfig
 from .beats import BeatsModel
 from .common import (
     FrozenEncodersMixin,
+    SelfContainedSaveMixin,
     drop_media_after_prefill,
     embed_tokens_without_placeholder,
     mask_placeholder_logits,
@@ -91,7 +92,7 @@ class FavorCausalLMOutputWithPast(ModelOutput):
     audio_visual_embeds: torch.FloatTensor | None = None
 
 
-class FavorPreTrainedModel(PreTrainedModel):
+class FavorPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
     config_class = FavorConfig
     config: FavorConfig
     base_model_prefix = "model"
@@ -102,27 +103,6 @@ class FavorPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _can_compile_fullgraph = False
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, plus the model's own source files and an `auto_map`, so the folder also
-        loads with `trust_remote_code=True` where transformers_av is not installed."""
-        try:  # absent when this file itself runs as remote code: then the folder already has the sources
-            from transformers_av.remote_code import AUTO_MAP, write_remote_code
-        except ImportError:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        self.config.auto_map = dict(AUTO_MAP)
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        write_remote_code(save_directory)
-        return result
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Upload the model with a rendered model card, after checking it (finite weights, a consistent config):
-        see `transformers_av.hub.push_to_hub` for the arguments (`processor=`, `training=`, `eval_results=`, ...)."""
-        try:
-            from transformers_av.hub import push_to_hub
-        except ImportError:  # running as remote code: the plain transformers upload
-            return super().push_to_hub(repo_id, **kwargs)
-        return push_to_hub(self, repo_id, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from ..modeling.parts.clap_segments import split_into_segments
 from ..modeling.parts.linear_connector import linear_connector_token_count
 from .batching import describe, is_path, naming_the_sample, pad_token_rows, per_sample, prompt_token_ids, with_answer
+
+if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
+    from .media import VideoClip  # noqa: F401
 
 DEFAULT_PROMPT_TEMPLATE = "USER: {media} {question}\nASSISTANT:"
 TEXT_ONLY_TEMPLATE = "USER: {question}\nASSISTANT:"
@@ -115,10 +118,25 @@ class AvLlmProcessor(ProcessorMixin):
                 raise ValueError(f"The tokenizer gives {token!r} id {found} but the model config expects {token_id}.")
         return processor
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`, plus the processor's own source files and `auto_map`, so the folder also
+        loads with `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` without transformers_av."""
+        if push_to_hub:
+            raise ValueError("Use AvLlmProcessor.push_to_hub(repo_id) to upload (it validates the processor first).")
+        result = super().save_pretrained(save_directory, **kwargs)
+        try:  # absent when this file itself runs as remote code: then the folder already has the sources
+            from transformers_av.remote_code import add_processor_code
+        except ImportError:
+            return result
+        add_processor_code(save_directory, "av_llm")
+        return result
+
     def push_to_hub(self, repo_id: str, **kwargs) -> Any:
         """Upload the processor to the Hub after checking it (see [`transformers_av.hub.push_processor_to_hub`])."""
-        from transformers_av.hub import push_processor_to_hub
-
+        try:
+            from transformers_av.hub import push_processor_to_hub
+        except ImportError:  # running as remote code
+            return super().push_to_hub(repo_id, **kwargs)
         return push_processor_to_hub(self, repo_id, **kwargs)
 
     @property

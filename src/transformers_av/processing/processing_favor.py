@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,13 +142,10 @@ class FavorProcessor(ProcessorMixin):
             raise ValueError("Use FavorProcessor.push_to_hub(repo_id) to upload (it validates the processor first).")
         result = super().save_pretrained(save_directory, **kwargs)
         try:  # absent when this file itself runs as remote code: then the folder already has the sources
-            from transformers_av.remote_code import add_processor_auto_map, write_processor_remote_code
+            from transformers_av.remote_code import add_processor_code
         except ImportError:
             return result
-        from transformers.utils import PROCESSOR_NAME
-
-        add_processor_auto_map(Path(save_directory) / PROCESSOR_NAME)
-        write_processor_remote_code(save_directory)
+        add_processor_code(save_directory, "favor")
         return result
 
     def push_to_hub(self, repo_id: str, **kwargs) -> Any:
