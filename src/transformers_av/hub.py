@@ -1,8 +1,8 @@
-"""Sharing FAVOR / video-SALMONN models on the Hugging Face Hub.
+"""Sharing the package's models (FAVOR / video-SALMONN, the Audio-Visual LLM) on the Hugging Face Hub.
 
 * [`push_to_hub`] uploads a model (and its processor) in ONE commit with a model card rendered from the templates in
-  `hub_cards/` (FAVOR, video-SALMONN, fine-tuned derivative); a PEFT-wrapped model is pushed as a LoRA adapter
-  ([`push_adapter_to_hub`]). `FavorForConditionalGeneration.push_to_hub` and `FavorProcessor.push_to_hub` call these.
+  `hub_cards/` (FAVOR, video-SALMONN, Audio-Visual LLM, fine-tuned derivative); a PEFT-wrapped model is pushed as a
+  LoRA adapter ([`push_adapter_to_hub`]). The models' and processors' own `push_to_hub` methods call these.
 * [`push_folder_to_hub`] uploads a `save_pretrained` folder (e.g. a training output); the folder is never modified.
 * Everything is checked before the first network call ([`validate_model_for_upload`]): non-finite weights, a
   configuration that fails its own consistency checks, weights whose shapes disagree with the configuration, and a
@@ -10,6 +10,9 @@
   [`UploadRefusedError`] naming what is wrong.
 * [`render_model_card`] builds the card alone (metadata: base models of every sub-model, library name, pipeline tag,
   license, datasets, evaluation results as `model-index`).
+* What differs between model families (which classes, sub-models, processor settings, architecture table, card
+  template) is one [`ModelFamily`] entry of [`FAMILIES`], keyed by the configuration's `model_type`; every function
+  here looks its family up there ([`family_of`]) and is otherwise shared.
 
 A model card lists as `base_model` the Hub ids its sub-models were loaded from (recorded in the sub-configurations'
 `_name_or_path`, which [`FavorForConditionalGeneration.from_pretrained_components`] fills) unless `base_models=` says
@@ -18,11 +21,13 @@ otherwise; local paths are left out of the metadata.
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,20 +37,27 @@ import torch
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, ModelCard
 
-    from .configuration import FavorConfig
+    from .configuration import AvLlmConfig, FavorConfig
 
 TEMPLATES_DIR = Path(__file__).parent / "hub_cards"
-TEMPLATES = {"favor": "favor.md", "video_salmonn": "video_salmonn.md", "finetuned": "finetuned.md"}
+TEMPLATES = {
+    "favor": "favor.md", "video_salmonn": "video_salmonn.md", "av_llm": "av_llm.md", "finetuned": "finetuned.md",
+}
 LIBRARY_NAME = "transformers"
 PIPELINE_TAG = "video-text-to-text"
 DEFAULT_LICENSE = "apache-2.0"
 DEFAULT_TAGS = ("audio-visual", "video", "speech", "transformers-av")
-# role -> (sub-configuration holding the source id, how the card names it)
+# role -> (sub-configuration holding the source id, how the card names it); one table per model family
 COMPONENTS = {
     "llm": ("text_config", "language model"),
     "speech_encoder": ("speech_config", "speech encoder (Whisper, encoder only)"),
     "audio_encoder": ("audio_config", "audio-event encoder (BEATs)"),
     "vision_encoder": ("vision_config", "visual encoder (InstructBLIP ViT + Q-Former)"),
+}
+AV_LLM_COMPONENTS = {
+    "llm": ("text_config", "language model"),
+    "vision_encoder": ("vision_config", "visual encoder (CLIP ViT)"),
+    "audio_encoder": ("audio_config", "audio encoder (CLAP HTSAT)"),
 }
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_LISTED = 5
@@ -158,7 +170,7 @@ def non_finite_tensors(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> lis
     return found
 
 
-def check_config(config: "FavorConfig", *, what: str = "the configuration") -> None:
+def check_config(config: "FavorConfig | AvLlmConfig", *, what: str = "the configuration") -> None:
     """Re-run the configuration's own consistency checks on its current values (attributes may have been changed
     after it was built) and its dataclass validators."""
     try:
@@ -169,8 +181,11 @@ def check_config(config: "FavorConfig", *, what: str = "the configuration") -> N
         raise UploadRefusedError(f"Refusing to upload: {what} is inconsistent: {error}") from error
 
 
-def _expected_shapes(config: "FavorConfig", model_class: type) -> dict[str, tuple[int, ...]]:
-    """Parameter and buffer shapes of `model_class(config)`, built on the meta device (no memory, no weights)."""
+def _expected_shapes(config: "FavorConfig | AvLlmConfig",
+                     model_class: type | None = None) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes of `model_class(config)` (default: the family's generation model), built on the
+    meta device (no memory, no weights)."""
+    model_class = model_class or family_of(config).model_class()
     with torch.device("meta"):
         reference = model_class(config)
     return {name: tuple(tensor.shape) for name, tensor in reference.state_dict().items()}
@@ -212,14 +227,34 @@ def validate_model_for_upload(model: torch.nn.Module, processor: Any = None) -> 
         validate_processor_for_upload(processor, config)
 
 
-def validate_processor_for_upload(processor: Any, config: "FavorConfig | None" = None) -> None:
-    """Refuse a processor whose placeholder token is missing from its tokenizer, or (given the model `config`) whose
-    placeholder id, window settings, image size or mel bins differ from the model's. Reads no network."""
-    token = processor.audio_visual_token
-    if token not in processor.tokenizer.get_vocab():
-        raise UploadRefusedError(f"Refusing to upload: the processor's placeholder {token!r} is not in its tokenizer.")
+def validate_processor_for_upload(processor: Any, config: "FavorConfig | AvLlmConfig | None" = None) -> None:
+    """Refuse a processor whose placeholder (or modality) tokens are missing from its tokenizer, or (given the model
+    `config`) that is of another family than the model or whose settings and token ids differ from the model's
+    (FAVOR: placeholder id, windows, image size, mel bins; Audio-Visual LLM: T, K, P, the four token ids, image size,
+    sampling rate, mel bins). Reads no network."""
+    family = family_of(config) if config is not None else _processor_family(processor)
+    expected_class = family.processor_class()
+    if not isinstance(processor, expected_class):
+        raise UploadRefusedError(
+            f"Refusing to upload: the processor is a {type(processor).__name__} but the {family.name(config)} model "
+            f"(model_type {family.model_type!r}) needs a {expected_class.__name__}."
+        )
+    vocab = processor.tokenizer.get_vocab()
+    for token, role in family.processor_tokens(processor).items():
+        if token not in vocab:
+            raise UploadRefusedError(f"Refusing to upload: the processor's {role} {token!r} is not in its tokenizer.")
     if config is None:
         return
+    problems = family.processor_problems(processor, config)
+    if len(processor.tokenizer) > config.text_config.vocab_size:
+        problems.append(f"the tokenizer has {len(processor.tokenizer)} tokens but the LLM only "
+                        f"{config.text_config.vocab_size} embedding rows")
+    if problems:
+        raise UploadRefusedError("Refusing to upload: the processor does not match the model (" + _listing(problems) + ").")
+
+
+def _favor_processor_problems(processor: Any, config: "FavorConfig") -> list[str]:
+    token = processor.audio_visual_token
     problems = []
     if config.audio_visual_token_id is not None and processor.audio_visual_token_id != config.audio_visual_token_id:
         problems.append(f"placeholder {token!r} has id {processor.audio_visual_token_id} in the tokenizer but "
@@ -237,28 +272,61 @@ def validate_processor_for_upload(processor: Any, config: "FavorConfig | None" =
     if processor.feature_extractor.feature_size != config.speech_config.num_mel_bins:
         problems.append(f"Whisper feature extractor has {processor.feature_extractor.feature_size} mel bins but "
                         f"speech_config.num_mel_bins is {config.speech_config.num_mel_bins}")
-    if len(processor.tokenizer) > config.text_config.vocab_size:
-        problems.append(f"the tokenizer has {len(processor.tokenizer)} tokens but the LLM only "
-                        f"{config.text_config.vocab_size} embedding rows")
-    if problems:
-        raise UploadRefusedError("Refusing to upload: the processor does not match the model (" + _listing(problems) + ").")
+    return problems
 
 
-def validate_folder_for_upload(folder: str | os.PathLike) -> "FavorConfig":
+def _av_llm_token_ids() -> dict[str, str]:
+    """config attribute -> the token whose id it holds (placeholder and modality tokens of the Audio-Visual LLM)."""
+    from .configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
+
+    return {"media_token_id": MEDIA_TOKEN, "visual_token_id": MODALITY_TOKENS["visual"],
+            "audio_token_id": MODALITY_TOKENS["audio"], "audio_visual_token_id": MODALITY_TOKENS["audio_visual"]}
+
+
+def _av_llm_processor_problems(processor: Any, config: "AvLlmConfig") -> list[str]:
+    problems = []
+    for name in ("num_frames", "num_audio_segments", "num_patches"):
+        ours, theirs = getattr(processor, name), getattr(config, name)
+        if ours != theirs:
+            problems.append(f"processor.{name}={ours!r} but config.{name}={theirs!r}")
+    for attribute, token in _av_llm_token_ids().items():
+        wanted, found = getattr(config, attribute), processor.tokenizer.convert_tokens_to_ids(token)
+        if wanted is not None and found != wanted:
+            problems.append(f"{token!r} has id {found} in the tokenizer but config.{attribute} is {wanted}")
+    image_processor, size = processor.image_processor, config.vision_config.image_size
+    crop = getattr(image_processor, "crop_size", None) if getattr(image_processor, "do_center_crop", False) else None
+    crop = (_size_entry(crop, "height"), _size_entry(crop, "width")) if crop is not None else None
+    if crop is not None and crop != (size, size):
+        problems.append(f"image processor crops {crop[0]}x{crop[1]} px but vision_config.image_size is {size}")
+    extractor = processor.feature_extractor
+    if extractor.sampling_rate != config.audio_sampling_rate:
+        problems.append(f"the CLAP feature extractor samples at {extractor.sampling_rate} Hz but "
+                        f"config.audio_sampling_rate is {config.audio_sampling_rate}")
+    if extractor.feature_size != config.audio_config.num_mel_bins:
+        problems.append(f"the CLAP feature extractor has {extractor.feature_size} mel bins but "
+                        f"audio_config.num_mel_bins is {config.audio_config.num_mel_bins}")
+    return problems
+
+
+def _size_entry(size: Any, key: str) -> Any:
+    """`size["height"]` of an image processor's size (a dict or a transformers `SizeDict`)."""
+    return size.get(key) if isinstance(size, Mapping) else getattr(size, key, None)
+
+
+def validate_folder_for_upload(folder: str | os.PathLike) -> "FavorConfig | AvLlmConfig":
     """Check a `save_pretrained` folder like [`validate_model_for_upload`] without building the model: config.json
     (its consistency checks), every safetensors file (finite values, names and shapes against the configuration)
-    and the processor if saved. Returns the configuration."""
+    and the processor if saved. The model family is the `model_type` of config.json. Returns the configuration."""
     from safetensors import safe_open
-
-    from .configuration import FavorConfig
-    from .modeling.favor import FavorForConditionalGeneration
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise UploadRefusedError(f"Refusing to upload {folder}: it has no config.json (not a save_pretrained folder).")
     try:
-        config = FavorConfig.from_pretrained(folder)
-    except (ValueError, TypeError, OSError) as error:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        family = family_of(model_type)
+        config = family.config_class().from_pretrained(folder)
+    except (ValueError, TypeError, OSError, AttributeError) as error:
         raise UploadRefusedError(f"Refusing to upload {folder}: config.json is inconsistent: {error}") from error
     check_config(config, what=f"{folder / 'config.json'}")
     weight_files = sorted(folder.glob("*.safetensors"))
@@ -274,15 +342,13 @@ def validate_folder_for_upload(folder: str | os.PathLike) -> "FavorConfig":
     if bad:
         raise UploadRefusedError(f"Refusing to upload {folder}: {len(bad)} weight tensor(s) hold NaN or infinite "
                                  f"values ({_listing(bad)}).")
-    expected = _expected_shapes(config, FavorForConditionalGeneration)
-    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    expected = _expected_shapes(config)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     problems = _shape_mismatches({k: v for k, v in expected.items() if k not in tied}, shapes)
     if problems:
         raise UploadRefusedError(f"Refusing to upload {folder}: the weights do not match config.json ({_listing(problems)}).")
     if (folder / "processor_config.json").is_file():
-        from .processing.processing_favor import FavorProcessor
-
-        validate_processor_for_upload(FavorProcessor.from_pretrained(folder), config)
+        validate_processor_for_upload(family.processor_class().from_pretrained(folder), config)
     return config
 
 
@@ -302,10 +368,11 @@ def _is_hub_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_REPO_ID.match(value)) and not Path(value).exists()
 
 
-def component_sources(config: "FavorConfig") -> dict[str, str]:
-    """role -> where each sub-model was loaded from (the sub-configurations' `_name_or_path`), when recorded."""
+def component_sources(config: "FavorConfig | AvLlmConfig") -> dict[str, str]:
+    """role -> where each sub-model was loaded from (the sub-configurations' `_name_or_path`), when recorded; the
+    roles are the family's ([`ModelFamily.components`])."""
     sources = {}
-    for role, (attribute, _) in COMPONENTS.items():
+    for role, (attribute, _) in family_of(config).components.items():
         sub_config = getattr(config, attribute, None)
         source = getattr(sub_config, "_name_or_path", "") if sub_config is not None else ""
         if source:
@@ -322,8 +389,19 @@ def _seconds(frames: int, frame_seconds: float) -> str:
     return f"{frames * frame_seconds:g} s"
 
 
-def architecture_table(config: "FavorConfig", *, video_fps: float | None = None) -> str:
-    """One markdown table: encoders, resolutions, queries and token count per second of video."""
+def architecture_table(config: "FavorConfig | AvLlmConfig", *, video_fps: float | None = None) -> str:
+    """One markdown table of the family's architecture (FAVOR: encoders, resolutions, queries and LLM tokens per
+    second of video; Audio-Visual LLM: encoders, T / P / K and the projectors)."""
+    return family_of(config).architecture_table(config, video_fps=video_fps)
+
+
+def _markdown_table(rows: Iterable[tuple[str, str, str]]) -> str:
+    lines = ["| part | module | configuration |", "|---|---|---|"]
+    lines += [f"| {part} | {module} | {detail} |" for part, module, detail in rows]
+    return "\n".join(lines)
+
+
+def _favor_architecture_table(config: "FavorConfig", *, video_fps: float | None = None) -> str:
     vision, qformer, speech, audio, text = (config.vision_config, config.qformer_config, config.speech_config,
                                             config.audio_config, config.text_config)
     resolutions = ", ".join(
@@ -351,18 +429,43 @@ def architecture_table(config: "FavorConfig", *, video_fps: float | None = None)
         ("tokens per second of video", "", f"{tokens_per_second(config):g} "
          f"({config.tokens_per_coarsest_window} per {_seconds(config.coarsest_window_frames, config.frame_seconds)} window)"),
     ]
-    lines = ["| part | module | configuration |", "|---|---|---|"]
-    lines += [f"| {part} | {module} | {detail} |" for part, module, detail in rows]
-    return "\n".join(lines)
+    return _markdown_table(rows)
+
+
+def _av_llm_architecture_table(config: "AvLlmConfig", *, video_fps: float | None = None) -> str:
+    """video_fps is unused: the Audio-Visual LLM samples a fixed number of frames over the whole video."""
+    vision, audio, text = config.vision_config, config.audio_config, config.text_config
+    frames, patches, segments = config.num_frames, config.num_patches, config.num_audio_segments
+    layer = "last layer" if config.vision_feature_layer == -1 else f"hidden state {config.vision_feature_layer}"
+    width = text.hidden_size
+    rows = [
+        ("visual encoder", "CLIP ViT",
+         f"{vision.num_hidden_layers} layers x {vision.hidden_size}, {vision.image_size} px, patch {vision.patch_size} "
+         f"({layer}); {frames} frames sampled uniformly over the video -> T = {frames} temporal tokens (one [CLS] "
+         f"per frame) + P = {patches} spatial tokens (patch tokens averaged over the frames)"),
+        ("audio encoder", "CLAP HTSAT",
+         f"{len(audio.depths)} Swin stages (depths {list(audio.depths)}), width {audio.hidden_size}, "
+         f"{audio.num_mel_bins} mel bins at {config.audio_sampling_rate} Hz; the audio is cut into K = {segments} "
+         f"equal segments, each last hidden state flattened into one {config.audio_token_size:,}-value token"),
+        ("connector", "three linear projectors",
+         f"temporal {vision.hidden_size} -> {width}, spatial {vision.hidden_size} -> {width}, audio "
+         f"{config.audio_token_size:,} -> {width}; bias: {config.projector_bias}"),
+        ("LLM", text.model_type, f"{text.num_hidden_layers} layers x {text.hidden_size}, vocabulary {text.vocab_size}"),
+        ("media tokens per video", "T + P + K",
+         f"{frames + patches + segments} at the placeholder with `<AUD_VIS>` ({frames} + {patches} + {segments}); "
+         f"{frames + patches} with `<VIS>`; {segments} with `<AUD>`"),
+    ]
+    return _markdown_table(rows)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Parameters per part (visual encoder, speech encoder, audio-event encoder, connector, LLM, LM head) and total."""
+    """Parameters per part of the family ([`ModelFamily.parameter_groups`]; FAVOR: visual encoder, speech encoder,
+    audio-event encoder, connector, LLM, LM head; Audio-Visual LLM: visual encoder, audio encoder, projectors, LLM,
+    LM head) and total. Shared (tied) parameters count once."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    parts = {"visual encoder": 0, "speech encoder": 0, "audio-event encoder": 0, "connector": 0, "LLM": 0, "LM head": 0}
-    groups = {"visual_encoder": "visual encoder",
-              "speech_encoder": "speech encoder", "audio_encoder": "audio-event encoder", "connector": "connector",
-              "language_model": "LLM", "lm_head": "LM head"}
+    groups = family_of(base.config).parameter_groups
+    parts = dict.fromkeys(groups.values(), 0)
+    parts.setdefault("LLM", 0)
     seen = set()
     for name, parameter in base.named_parameters():
         if id(parameter) in seen:
@@ -383,11 +486,12 @@ def _parameter_table(model: torch.nn.Module | None) -> str:
     return "\n".join(lines)
 
 
-def _base_models_table(sources: Mapping[str, str], finetuned_from: str | None, endpoint: str) -> str:
+def _base_models_table(sources: Mapping[str, str], finetuned_from: str | None, endpoint: str,
+                       components: Mapping[str, tuple[str, str]] = COMPONENTS) -> str:
     lines = ["| part | from |", "|---|---|"]
     if finetuned_from:
         lines.append(f"| fine-tuned from | [`{finetuned_from}`]({endpoint}/{finetuned_from}) |")
-    for role, (_, label) in COMPONENTS.items():
+    for role, (_, label) in components.items():
         if role in sources:
             source = sources[role]
             cell = f"[`{source}`]({endpoint}/{source})" if _is_hub_id(source) else f"`{source}` (local files)"
@@ -427,8 +531,9 @@ def _evaluation_section(results: Sequence[EvaluationResult]) -> str:
 
 
 def usage_snippet(repo_id: str, *, revision: str | None = None, adapter_base: str | None = None,
-                  processor_repo: str | None = None, trust_remote_code: bool = False) -> str:
-    """The python code block of the card: load, process a video, generate, decode."""
+                  processor_repo: str | None = None, trust_remote_code: bool = False, model_type: str = "favor") -> str:
+    """The python code block of the card: load, process a video, generate, decode (the same for every family but
+    for the comment that says what `import transformers_av` registers)."""
     rev = f', revision="{revision}"' if revision and revision != "main" else ""
     remote = ", trust_remote_code=True" if trust_remote_code else ""
     processor_repo = processor_repo or repo_id
@@ -437,7 +542,8 @@ def usage_snippet(repo_id: str, *, revision: str | None = None, adapter_base: st
     if trust_remote_code:
         lines.append("# without installing transformers-av: the repository carries the model and processor code")
     else:
-        lines.append("import transformers_av  # registers FAVOR / video-SALMONN with the transformers Auto classes")
+        registers = family_of(model_type).registers
+        lines.append(f"import transformers_av  # registers {registers} with the transformers Auto classes")
     if adapter_base:
         lines += ["from peft import PeftModel", "from transformers import AutoModelForMultimodalLM, AutoProcessor", "",
                   f'base = AutoModelForMultimodalLM.from_pretrained("{adapter_base}"{remote})',
@@ -456,7 +562,7 @@ def usage_snippet(repo_id: str, *, revision: str | None = None, adapter_base: st
 
 
 def render_model_card(
-    model_or_config: torch.nn.Module | "FavorConfig",
+    model_or_config: torch.nn.Module | "FavorConfig | AvLlmConfig",
     repo_id: str,
     *,
     revision: str | None = None,
@@ -473,19 +579,21 @@ def render_model_card(
     is_adapter: bool = False,
     endpoint: str | None = None,
 ) -> "ModelCard":
-    """The model card of a FAVOR / video-SALMONN model, rendered from a `hub_cards/` template.
+    """The model card of a FAVOR / video-SALMONN / Audio-Visual LLM model, rendered from a `hub_cards/` template.
 
     Args:
-        model_or_config: the model (parameter counts are added) or its [`FavorConfig`].
+        model_or_config: the model (parameter counts are added) or its configuration ([`FavorConfig`],
+            [`AvLlmConfig`]); its `model_type` picks the family.
         repo_id: where the card will live (used by the usage snippet); revision: the branch it is pushed to.
-        template: "favor", "video_salmonn", "finetuned" or a path to a template; default: "finetuned" for adapters
-            or when `finetuned_from` is given, else by architecture (BEATs -> video-SALMONN).
+        template: "favor", "video_salmonn", "av_llm", "finetuned" or a path to a template; default: "finetuned" for
+            adapters or when `finetuned_from` is given, else the family's (FAVOR: BEATs -> video-SALMONN).
         license: the card's license (a Hub license id); the base models' own licenses also apply.
-        base_models: role ("llm", "speech_encoder", "audio_encoder", "vision_encoder") -> Hub id, overriding what
-            the configuration recorded ([`component_sources`]).
-        finetuned_from: the FAVOR / video-SALMONN model this one was fine-tuned from (first `base_model`).
+        base_models: role -> Hub id, overriding what the configuration recorded ([`component_sources`]); the roles
+            are the family's (FAVOR: "llm", "speech_encoder", "audio_encoder", "vision_encoder"; Audio-Visual LLM:
+            "llm", "vision_encoder", "audio_encoder").
+        finetuned_from: the model this one was fine-tuned from (first `base_model`).
         training: data and hyper-parameters ([`TrainingDetails`]); eval_results: [`EvaluationResult`] list.
-        processor: the processor pushed with the model (its frame rate goes in the architecture table).
+        processor: the processor pushed with the model (FAVOR: its frame rate goes in the architecture table).
         processor_repo: where the snippet loads the processor from (default: `repo_id`).
         is_adapter: the repository holds a LoRA adapter on top of `finetuned_from`.
     """
@@ -497,13 +605,13 @@ def render_model_card(
     config = base.config if base is not None else model_or_config
     if is_adapter and not finetuned_from:
         raise ValueError("An adapter card needs `finetuned_from`: the Hub id of the model the adapter applies to.")
+    family = family_of(config)
     sources = {**component_sources(config), **dict(base_models or {})}
-    unknown = set(sources) - set(COMPONENTS)
+    unknown = set(sources) - set(family.components)
     if unknown:
-        raise ValueError(f"base_models keys must be among {sorted(COMPONENTS)}, got {sorted(unknown)}.")
+        raise ValueError(f"base_models keys must be among {sorted(family.components)}, got {sorted(unknown)}.")
     if template is None:
-        template = "finetuned" if (is_adapter or finetuned_from) else (
-            "video_salmonn" if config.audio_config is not None else "favor")
+        template = "finetuned" if (is_adapter or finetuned_from) else family.template(config)
     template_path = TEMPLATES_DIR / TEMPLATES[template] if template in TEMPLATES else Path(template)
     if not template_path.is_file():
         raise FileNotFoundError(f"Model card template {template!r} not found (known: {sorted(TEMPLATES)}).")
@@ -512,8 +620,7 @@ def render_model_card(
         source for role, source in sources.items() if _is_hub_id(source) and not (finetuned_from and is_adapter)
     ]
     datasets = [d for d in (training.datasets if training else []) if _is_hub_id(d)]
-    family = "video-SALMONN" if config.audio_config is not None else "FAVOR"
-    card_tags = list(dict.fromkeys([*DEFAULT_TAGS, family.lower(), *(["lora", "peft"] if is_adapter else []), *tags]))
+    card_tags = list(dict.fromkeys([*family.tags(config), *(["lora", "peft"] if is_adapter else []), *tags]))
     card_data = ModelCardData(
         base_model=(metadata_bases[0] if len(metadata_bases) == 1 else metadata_bases) or None,
         library_name="peft" if is_adapter else LIBRARY_NAME,
@@ -524,35 +631,161 @@ def render_model_card(
         model_name=repo_id.split("/")[-1],
         eval_results=[r.to_eval_result() for r in eval_results] or None,
     )
-    video_fps = getattr(processor, "video_fps", None) or 2.0
     endpoint = endpoint or hub_constants.ENDPOINT
     usage = usage_snippet(repo_id, revision=revision, adapter_base=finetuned_from if is_adapter else None,
-                          processor_repo=processor_repo)
-    remote_usage = "" if is_adapter else (
+                          processor_repo=processor_repo, model_type=family.model_type)
+    remote_usage = "" if is_adapter or not family.remote_code else (
         "Without installing `transformers-av` (the repository carries its code):\n\n"
-        + usage_snippet(repo_id, revision=revision, processor_repo=processor_repo, trust_remote_code=True)
+        + usage_snippet(repo_id, revision=revision, processor_repo=processor_repo, trust_remote_code=True,
+                        model_type=family.model_type)
     )
+    video_fps = getattr(processor, "video_fps", None) or 2.0
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
-        family=family,
+        family=family.name(config),
         description=description,
         finetuned_from=finetuned_from,
         is_adapter=is_adapter,
         endpoint=endpoint,
-        frame_seconds=f"{config.frame_seconds:g}",
-        video_fps=f"{video_fps:g}",
         image_size=config.vision_config.image_size,
-        base_models_table=_base_models_table(sources, finetuned_from, endpoint),
-        architecture_table=architecture_table(config, video_fps=video_fps),
+        **family.card_variables(config, video_fps),
+        base_models_table=_base_models_table(sources, finetuned_from, endpoint, family.components),
+        architecture_table=family.architecture_table(config, video_fps=video_fps),
         parameter_table=_parameter_table(base),
         usage=usage,
         remote_code_usage=remote_usage,
         training_section=_training_section(training),
         evaluation_section=_evaluation_section(eval_results),
     )
+
+
+# -- model families -----------------------------------------------------------------------------------------------------
+def _load(path: str) -> type:
+    """'module.path:Name' inside this package -> the object (imported on first use, so this module stays light)."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What the Hub layer needs to know about one model family (one configuration `model_type`).
+
+    Args:
+        model_type: the configuration's `model_type` (the key in [`FAMILIES`]).
+        config, model, processor: 'module:Class' of the configuration, the generation model and the processor
+            (imported on use: [`ModelFamily.config_class`], ...).
+        components: role -> (sub-configuration holding the sub-model's source id, how the card names it).
+        parameter_groups: module name found in a parameter's path -> the part of the parameter table it counts for
+            (in table order; parameters in none of them count for "LLM").
+        name: config -> the family name the card uses; template: config -> the `TEMPLATES` key of its card.
+        tags: config -> the card's tags; registers: what `import transformers_av` registers (usage snippet).
+        remote_code: whether a saved model carries its own code (the card then shows a `trust_remote_code` snippet).
+        processor_tokens: processor -> {token the tokenizer must hold: its role}.
+        processor_problems: (processor, config) -> what disagrees between them.
+        architecture_table: (config, video_fps=) -> the card's architecture table.
+        card_variables: (config, video_fps) -> the family's own template variables.
+    """
+
+    model_type: str
+    config: str
+    model: str
+    processor: str
+    components: Mapping[str, tuple[str, str]]
+    parameter_groups: Mapping[str, str]
+    name: Callable[[Any], str]
+    template: Callable[[Any], str]
+    tags: Callable[[Any], Sequence[str]]
+    registers: str
+    remote_code: bool
+    processor_tokens: Callable[[Any], dict[str, str]]
+    processor_problems: Callable[[Any, Any], list[str]]
+    architecture_table: Callable[..., str]
+    card_variables: Callable[[Any, float], dict[str, Any]]
+
+    def config_class(self) -> type:
+        return _load(self.config)
+
+    def model_class(self) -> type:
+        return _load(self.model)
+
+    def processor_class(self) -> type:
+        return _load(self.processor)
+
+
+def _favor_name(config: Any) -> str:
+    return "video-SALMONN" if getattr(config, "audio_config", None) is not None else "FAVOR"
+
+
+def _av_llm_card_variables(config: "AvLlmConfig", video_fps: float) -> dict[str, Any]:
+    frames, patches, segments = config.num_frames, config.num_patches, config.num_audio_segments
+    return {"num_frames": frames, "num_patches": patches, "num_audio_segments": segments,
+            "num_media_tokens": frames + patches + segments,
+            "audio_sampling_khz": f"{config.audio_sampling_rate / 1000:g}"}
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    "favor": ModelFamily(
+        model_type="favor",
+        config="configuration:FavorConfig",
+        model="modeling.favor:FavorForConditionalGeneration",
+        processor="processing.processing_favor:FavorProcessor",
+        components=COMPONENTS,
+        parameter_groups={"visual_encoder": "visual encoder", "speech_encoder": "speech encoder",
+                          "audio_encoder": "audio-event encoder", "connector": "connector", "language_model": "LLM",
+                          "lm_head": "LM head"},
+        name=_favor_name,
+        template=lambda config: "video_salmonn" if config.audio_config is not None else "favor",
+        tags=lambda config: [*DEFAULT_TAGS, _favor_name(config).lower()],
+        registers="FAVOR / video-SALMONN",
+        remote_code=True,
+        processor_tokens=lambda processor: {processor.audio_visual_token: "placeholder"},
+        processor_problems=_favor_processor_problems,
+        architecture_table=_favor_architecture_table,
+        card_variables=lambda config, video_fps: {"frame_seconds": f"{config.frame_seconds:g}",
+                                                  "video_fps": f"{video_fps:g}"},
+    ),
+    "av_llm": ModelFamily(
+        model_type="av_llm",
+        config="configuration.configuration_av_llm:AvLlmConfig",
+        model="modeling.av_llm:AvLlmForConditionalGeneration",
+        processor="processing.processing_av_llm:AvLlmProcessor",
+        components=AV_LLM_COMPONENTS,
+        parameter_groups={"vision_encoder": "visual encoder", "audio_encoder": "audio encoder",
+                          "connector": "projectors", "language_model": "LLM", "lm_head": "LM head"},
+        name=lambda config: "Audio-Visual LLM",
+        template=lambda config: "av_llm",
+        tags=lambda config: ["audio-visual", "video", "audio", "transformers-av", "av-llm"],
+        registers="the Audio-Visual LLM",
+        remote_code=False,
+        processor_tokens=lambda processor: {token: "placeholder" if name == "media_token_id" else "modality token"
+                                            for name, token in _av_llm_token_ids().items()},
+        processor_problems=_av_llm_processor_problems,
+        architecture_table=_av_llm_architecture_table,
+        card_variables=_av_llm_card_variables,
+    ),
+}
+
+
+def family_of(config_or_model_type: Any) -> ModelFamily:
+    """The [`ModelFamily`] of a configuration (by its `model_type`) or of a `model_type` string."""
+    model_type = (config_or_model_type if isinstance(config_or_model_type, str) or config_or_model_type is None
+                  else getattr(config_or_model_type, "model_type", None))
+    if model_type not in FAMILIES:
+        raise ValueError(f"transformers_av.hub knows no model family with model_type {model_type!r} "
+                         f"(known: {sorted(FAMILIES)}).")
+    return FAMILIES[model_type]
+
+
+def _processor_family(processor: Any) -> ModelFamily:
+    """The family whose processor class `processor` is an instance of."""
+    for family in FAMILIES.values():
+        if isinstance(processor, family.processor_class()):
+            return family
+    raise UploadRefusedError(f"Refusing to upload: {type(processor).__name__} is not the processor of a known model "
+                             f"family ({', '.join(_load(f.processor).__name__ for f in FAMILIES.values())}).")
 
 
 # -- uploading ----------------------------------------------------------------------------------------------------------
@@ -596,8 +829,8 @@ def push_to_hub(
     model_card: bool = True,
     **card_kwargs,
 ) -> "CommitInfo":
-    """Upload a FAVOR / video-SALMONN model (its weights, config, generation config and self-contained code), its
-    `processor` if given, and a rendered model card, in one commit.
+    """Upload a model of the package (its weights, config, generation config and, for FAVOR, self-contained code),
+    its `processor` if given, and a rendered model card, in one commit.
 
     The model (and processor) are validated first ([`validate_model_for_upload`]): a refused upload raises
     [`UploadRefusedError`] before any network call. A PEFT-wrapped model is pushed as an adapter
@@ -631,7 +864,7 @@ def push_processor_to_hub(
     processor: Any,
     repo_id: str,
     *,
-    config: "FavorConfig | None" = None,
+    config: "FavorConfig | AvLlmConfig | None" = None,
     commit_message: str | None = None,
     commit_description: str | None = None,
     private: bool | None = None,
@@ -639,15 +872,17 @@ def push_processor_to_hub(
     revision: str | None = None,
     create_pr: bool = False,
 ) -> "CommitInfo":
-    """Upload a `FavorProcessor` (with its self-contained code). Given the model's `config`, the processor is checked
-    against it first; the model card, if any, is left as it is (the model's push writes it)."""
+    """Upload a processor (`FavorProcessor` with its self-contained code, `AvLlmProcessor`). Given the model's
+    `config`, the processor is checked against it first; the model card, if any, is left as it is (the model's push
+    writes it)."""
     validate_processor_for_upload(processor, config)
     api = _api(token)
     repo_id = _prepare_repo(api, repo_id, private=private, revision=revision)
     with tempfile.TemporaryDirectory(prefix="favor-push-") as staging:
         processor.save_pretrained(staging)
         return _upload(api, Path(staging), repo_id, revision=revision, create_pr=create_pr,
-                       commit_message=commit_message or "Upload FavorProcessor", commit_description=commit_description)
+                       commit_message=commit_message or f"Upload {type(processor).__name__}",
+                       commit_description=commit_description)
 
 
 def push_adapter_to_hub(
@@ -756,9 +991,13 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict[str, tuple[int, str]]:
 
 
 __all__ = [
+    "AV_LLM_COMPONENTS",
+    "COMPONENTS",
     "DEFAULT_LICENSE",
     "EvaluationResult",
+    "FAMILIES",
     "LIBRARY_NAME",
+    "ModelFamily",
     "PIPELINE_TAG",
     "TEMPLATES",
     "TrainingDetails",
@@ -766,6 +1005,7 @@ __all__ = [
     "architecture_table",
     "check_config",
     "component_sources",
+    "family_of",
     "folder_fingerprint",
     "lora_settings",
     "non_finite_tensors",
