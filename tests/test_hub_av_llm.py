@@ -215,25 +215,30 @@ def test_model_card_is_rendered_from_the_av_llm_template(server, pushed, tmp_pat
     assert table in text
 
 
-def test_model_card_usage_snippet_works_as_printed(server, pushed, tmp_path):
-    """The card's one python block runs as printed (the local endpoint through HF_ENDPOINT) and prints the answer
-    the pushed model gives here; there is no trust_remote_code snippet (the family has no remote code)."""
+def test_model_card_usage_snippets_work_as_printed(server, pushed, tmp_path):
+    """Both python blocks of the card (installed package; trust_remote_code without it) run as printed (the local
+    endpoint through HF_ENDPOINT) and print the answer the pushed model gives here."""
     text = server.read_file(REPO, "README.md").decode()
-    (snippet,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert "import transformers_av" in snippet and "trust_remote_code" not in text
-    assert 'AutoModelForMultimodalLM.from_pretrained("user/av-llm-tiny")' in snippet
-    assert 'AutoProcessor.from_pretrained("user/av-llm-tiny")' in snippet
+    installed, remote = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert "import transformers_av" in installed and "trust_remote_code=True" in remote
+    assert 'AutoModelForMultimodalLM.from_pretrained("user/av-llm-tiny")' in installed
+    assert 'AutoProcessor.from_pretrained("user/av-llm-tiny")' in installed
     (tmp_path / "video.mp4").write_bytes(pushed["clip"].read_bytes())
-    (tmp_path / "snippet.py").write_text(snippet)
-    run = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, env=client_environment(server, tmp_path),
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-4000:]
+    (tmp_path / "installed.py").write_text(installed)
+    (tmp_path / "remote.py").write_text('import sys\nsys.modules["transformers_av"] = None\n' + remote)
+    env = {**client_environment(server, tmp_path), "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env.pop("PYTHONPATH", None)
+    runs = [subprocess.Popen([sys.executable, name], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for name in ("installed.py", "remote.py")]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (_, stderr) in zip(runs, outputs):
+        assert run.returncode == 0, stderr[-4000:]
     model, processor = pushed["model"], pushed["processor"]
     inputs = processor(text="What is happening in this video?", videos=str(tmp_path / "video.mp4"))
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=32)
     expected = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
-    assert run.stdout.rstrip("\n") == expected
+    assert [stdout.rstrip("\n") for stdout, _ in outputs] == [expected, expected]
 
 
 # -- refusals: nothing reaches the server --------------------------------------------------------------------------

@@ -759,7 +759,7 @@ FAMILIES: dict[str, ModelFamily] = {
         template=lambda config: "av_llm",
         tags=lambda config: ["audio-visual", "video", "audio", "transformers-av", "av-llm"],
         registers="the Audio-Visual LLM",
-        remote_code=False,
+        remote_code=True,
         processor_tokens=lambda processor: {token: "placeholder" if name == "media_token_id" else "modality token"
                                             for name, token in _av_llm_token_ids().items()},
         processor_problems=_av_llm_processor_problems,
