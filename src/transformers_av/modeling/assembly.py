@@ -1,4 +1,4 @@
-"""Assembling a FAVOR / video-SALMONN model from separately pretrained parts.
+"""Assembling a model from separately pretrained parts: FAVOR / video-SALMONN, and the Audio-Visual LLM.
 
 [`assemble_from_components`] (exposed as `FavorForConditionalGeneration.from_pretrained_components`) takes local
 paths or Hub ids of
@@ -12,6 +12,10 @@ paths or Hub ids of
 builds the configuration from theirs, puts each part's pretrained weights in place, initialises the connector and
 adds one embedding row for the audio-visual placeholder token. [`processor_from_components`] builds the matching
 [`FavorProcessor`] from the same sources.
+
+[`assemble_av_llm_from_components`] (`AvLlmForConditionalGeneration.from_pretrained_components`) does the same for
+the Audio-Visual LLM from a causal LM, a CLIP model (only its vision tower is loaded) and a CLAP model (only its audio
+tower), and [`av_llm_processor_from_components`] builds its [`AvLlmProcessor`].
 
 The sources are recorded in the sub-configurations' `_name_or_path`, which the model card uses as `base_model`.
 """
@@ -98,17 +102,66 @@ def _module_from_weights(module_class: type, config: Any, state_dict: dict[str, 
     return module
 
 
-def _placeholder_id(llm: str | os.PathLike, vocab_size: int, token: str, hub_kwargs: dict) -> int:
-    """The id the processor's tokenizer will give the placeholder: the LLM tokenizer's size if it lacks the token
-    (the processor appends it), else its id; the LLM's vocabulary size if the LLM has no tokenizer."""
+def _new_token_ids(llm: str | os.PathLike, vocab_size: int, tokens: Sequence[str], hub_kwargs: dict) -> list[int]:
+    """The ids the processor's tokenizer will give `tokens`: their id where the LLM tokenizer has them; the missing
+    ones are appended by the processor in this order, from the tokenizer's size on (from the LLM's vocabulary size if
+    the LLM has no tokenizer)."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(llm), **hub_kwargs)
+        vocab, next_id = tokenizer.get_vocab(), len(tokenizer)
     except (OSError, ValueError):
-        return vocab_size
-    vocab = tokenizer.get_vocab()
-    return vocab[token] if token in vocab else len(tokenizer)
+        vocab, next_id = {}, vocab_size
+    ids = []
+    for token in tokens:
+        if token in vocab:
+            ids.append(vocab[token])
+        else:
+            ids.append(next_id)
+            next_id += 1
+    return ids
+
+
+def _named(sub_config, source) -> dict:
+    """A sub-configuration as a dict that records where it came from (`_name_or_path`, the card's `base_model`)."""
+    sub = sub_config.to_dict()
+    sub["_name_or_path"] = str(source)
+    return sub
+
+
+def _load_llm(model, llm, vocab_size: int, dtype: torch.dtype, hub_kwargs: dict) -> None:
+    """Put the whole pretrained causal LM (body + head) in `model`, with embedding rows up to `vocab_size` (new rows
+    at the mean of the old ones)."""
+    from transformers import AutoModelForCausalLM
+
+    causal_lm = AutoModelForCausalLM.from_pretrained(str(llm), dtype=dtype, **hub_kwargs)
+    if causal_lm.get_input_embeddings().weight.shape[0] < vocab_size:
+        causal_lm.resize_token_embeddings(vocab_size, mean_resizing=True)
+    model.model.language_model = causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
+    model.lm_head = causal_lm.get_output_embeddings()
+
+
+def _text_config(llm, hub_kwargs: dict):
+    from transformers import AutoConfig
+
+    text_config = AutoConfig.from_pretrained(str(llm), **hub_kwargs)
+    if hasattr(text_config, "text_config") and text_config.model_type not in ("llama",):
+        text_config = text_config.get_text_config()
+    return text_config
+
+
+def _finish(model, dtype: torch.dtype, freeze_encoders: bool):
+    """Check that every weight came from a component or a fresh init, cast, freeze the encoders, train mode."""
+    leftovers = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
+    if leftovers:
+        raise RuntimeError(f"assembly left parts without weights: {leftovers[:5]} (a part of the model is not covered).")
+    model.to(dtype)
+    model.config.dtype = dtype
+    if freeze_encoders:
+        model.freeze_encoders()
+    model.train()
+    return model
 
 
 def assemble_from_components(
@@ -147,7 +200,7 @@ def assemble_from_components(
     Returns:
         the model in train mode, its connector freshly initialised and the pretrained parts in place.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, InstructBlipConfig, WhisperConfig
+    from transformers import InstructBlipConfig, WhisperConfig
 
     from ..configuration import BeatsConfig, FavorConfig
     from .beats import BeatsModel
@@ -158,28 +211,20 @@ def assemble_from_components(
         raise ValueError(f"{sorted(forbidden)} come from the components; pass only connector / window settings.")
 
     # -- configurations ------------------------------------------------------------------------------------------
-    text_config = AutoConfig.from_pretrained(str(llm), **hub_kwargs)
-    if hasattr(text_config, "text_config") and text_config.model_type not in ("llama",):
-        text_config = text_config.get_text_config()
+    text_config = _text_config(llm, hub_kwargs)
     speech_config = WhisperConfig.from_pretrained(str(speech_encoder), **hub_kwargs)
     instructblip_config = InstructBlipConfig.from_pretrained(str(vision_encoder), **hub_kwargs)
     audio_config = BeatsConfig.from_pretrained(str(audio_encoder), **hub_kwargs) if audio_encoder is not None else None
-    placeholder = _placeholder_id(llm, text_config.vocab_size, audio_visual_token, hub_kwargs)
+    (placeholder,) = _new_token_ids(llm, text_config.vocab_size, [audio_visual_token], hub_kwargs)
     vocab_size = max(text_config.vocab_size, placeholder + 1)
-
-    def named(sub_config, source):
-        sub = sub_config.to_dict()
-        sub["_name_or_path"] = str(source)
-        return sub
-
-    text_dict = named(text_config, llm)
+    text_dict = _named(text_config, llm)
     text_dict["vocab_size"] = vocab_size
     config = FavorConfig(
         text_config=text_dict,
-        speech_config=named(speech_config, speech_encoder),
-        audio_config=named(audio_config, audio_encoder) if audio_config is not None else None,
-        vision_config=named(instructblip_config.vision_config, vision_encoder),
-        qformer_config=named(instructblip_config.qformer_config, vision_encoder),
+        speech_config=_named(speech_config, speech_encoder),
+        audio_config=_named(audio_config, audio_encoder) if audio_config is not None else None,
+        vision_config=_named(instructblip_config.vision_config, vision_encoder),
+        qformer_config=_named(instructblip_config.qformer_config, vision_encoder),
         num_query_tokens=instructblip_config.num_query_tokens,
         audio_visual_token_id=placeholder,
         **settings,
@@ -195,11 +240,7 @@ def assemble_from_components(
     inner = model.model
 
     # LLM: the whole causal LM (body + head); one more embedding row for the placeholder if needed
-    causal_lm = AutoModelForCausalLM.from_pretrained(str(llm), dtype=dtype, **hub_kwargs)
-    if causal_lm.get_input_embeddings().weight.shape[0] < vocab_size:
-        causal_lm.resize_token_embeddings(vocab_size, mean_resizing=True)
-    inner.language_model = causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
-    model.lm_head = causal_lm.get_output_embeddings()
+    _load_llm(model, llm, vocab_size, dtype, hub_kwargs)
 
     # Whisper: the encoder only
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -246,15 +287,7 @@ def assemble_from_components(
     connector.apply(model._init_weights)
     inner.connector = connector
 
-    leftovers = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
-    if leftovers:
-        raise RuntimeError(f"assembly left parts without weights: {leftovers[:5]} (a part of the model is not covered).")
-    model.to(dtype)
-    model.config.dtype = dtype
-    if freeze_encoders:
-        model.freeze_encoders()
-    model.train()
-    return model
+    return _finish(model, dtype, freeze_encoders)
 
 
 def processor_from_components(
@@ -296,4 +329,129 @@ def processor_from_components(
     )
 
 
-__all__ = ["assemble_from_components", "load_weights_with_prefixes", "processor_from_components"]
+CLIP_VISION_PREFIX = "vision_model."  # CLIPModel checkpoints; a CLIPVisionModel one has the tower's keys unprefixed
+CLAP_AUDIO_PREFIX = "audio_model."  # ClapModel checkpoints; a ClapAudioModel one has them unprefixed
+
+
+def _tower_weights(source, prefix: str, hub_kwargs: dict) -> dict[str, torch.Tensor] | None:
+    """The tower's tensors (keys without `prefix`) from a two-tower checkpoint, or every tensor of a one-tower one."""
+    tensors = load_weights_with_prefixes(source, (prefix,), **hub_kwargs)
+    if tensors:
+        return _strip(tensors, prefix)
+    return load_weights_with_prefixes(source, ("",), **hub_kwargs)
+
+
+def assemble_av_llm_from_components(
+    model_class: type,
+    *,
+    llm: str | os.PathLike,
+    vision_encoder: str | os.PathLike,
+    audio_encoder: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    freeze_encoders: bool = True,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    **settings,
+):
+    """Build a `model_class` (an Audio-Visual LLM class) from pretrained parts.
+
+    Args:
+        llm: causal LM (local folder or Hub id), e.g. "lmsys/vicuna-7b-v1.5".
+        vision_encoder: a CLIP model, e.g. "openai/clip-vit-large-patch14" (only its vision tower is loaded), or a
+            saved `CLIPVisionModel`.
+        audio_encoder: a CLAP model, e.g. "laion/clap-htsat-unfused" (only its audio tower is loaded), or a saved
+            `ClapAudioModel`.
+        dtype, freeze_encoders, revision, token, cache_dir: as for [`assemble_from_components`].
+        **settings: other [`AvLlmConfig`] settings (`num_frames`, `num_audio_segments`, `vision_feature_layer`, ...).
+
+    The placeholder and the `<VIS>`, `<AUD>`, `<AUD_VIS>` tokens get the ids the LLM's tokenizer gives them once
+    the processor adds them (and the LLM embedding rows for them). Returns the model in train mode, its projectors
+    freshly initialised and the pretrained parts in place.
+    """
+    from transformers import ClapAudioConfig, ClapAudioModel, CLIPVisionConfig, CLIPVisionModel
+
+    from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS, AvLlmConfig
+
+    hub_kwargs = {k: v for k, v in {"revision": revision, "token": token, "cache_dir": cache_dir}.items() if v is not None}
+    ids = ("media_token_id", "visual_token_id", "audio_token_id", "audio_visual_token_id")
+    forbidden = {"text_config", "vision_config", "audio_config", *ids} & set(settings)
+    if forbidden:
+        raise ValueError(f"{sorted(forbidden)} come from the components; pass only the other AvLlmConfig settings.")
+
+    text_config = _text_config(llm, hub_kwargs)
+    vision_config = CLIPVisionConfig.from_pretrained(str(vision_encoder), **hub_kwargs)
+    audio_config = ClapAudioConfig.from_pretrained(str(audio_encoder), **hub_kwargs)
+    token_ids = _new_token_ids(llm, text_config.vocab_size, [MEDIA_TOKEN, *MODALITY_TOKENS.values()], hub_kwargs)
+    text_dict = _named(text_config, llm)
+    text_dict["vocab_size"] = max(text_config.vocab_size, max(token_ids) + 1)
+    config = AvLlmConfig(
+        text_config=text_dict,
+        vision_config=_named(vision_config, vision_encoder),
+        audio_config=_named(audio_config, audio_encoder),
+        **dict(zip(ids, token_ids)),
+        **settings,
+    )
+    for sub_name, source in (("text_config", llm), ("vision_config", vision_encoder), ("audio_config", audio_encoder)):
+        getattr(config, sub_name)._name_or_path = str(source)
+
+    with torch.device("meta"):
+        model = model_class(config)
+    inner = model.model
+    _load_llm(model, llm, config.text_config.vocab_size, dtype, hub_kwargs)
+    for part, tower_class, sub_config, prefix, source, what in (
+        (inner.vision_encoder, CLIPVisionModel, config.vision_config, CLIP_VISION_PREFIX, vision_encoder, "CLIP vision tower"),
+        (inner.audio_encoder, ClapAudioModel, config.audio_config, CLAP_AUDIO_PREFIX, audio_encoder, "CLAP audio tower"),
+    ):
+        weights = _tower_weights(source, prefix, hub_kwargs)
+        if weights is None:  # no safetensors: load the model with transformers and keep the tower
+            from transformers import AutoModel
+
+            everything = AutoModel.from_pretrained(str(source), dtype=dtype, **hub_kwargs).state_dict()
+            weights = _strip(everything, prefix) or everything
+        tower = _module_from_weights(tower_class, sub_config, weights, dtype, what, source)
+        if tower_class is CLIPVisionModel:
+            part.vision_model = tower
+        else:
+            part.audio_model = tower
+    connector = type(inner.connector)(
+        config.vision_config.hidden_size, config.audio_token_size, config.text_config.hidden_size,
+        bias=config.projector_bias,
+    )
+    connector.apply(model._init_weights)
+    inner.connector = connector
+    return _finish(model, dtype, freeze_encoders)
+
+
+def av_llm_processor_from_components(
+    config_or_model: Any,
+    *,
+    llm: str | os.PathLike,
+    vision_encoder: str | os.PathLike,
+    audio_encoder: str | os.PathLike,
+    **processor_settings,
+):
+    """The [`AvLlmProcessor`] of an assembled Audio-Visual LLM: the LLM's tokenizer (the placeholder and modality
+    tokens are added), the CLIP image processor and the CLAP feature extractor of the component repositories. Frame,
+    segment and patch counts come from the model's configuration; extra keyword arguments go to [`AvLlmProcessor`]."""
+    from transformers import AutoTokenizer, ClapFeatureExtractor, CLIPImageProcessor
+
+    from ..processing.processing_av_llm import AvLlmProcessor
+
+    config = getattr(config_or_model, "config", config_or_model)
+    return AvLlmProcessor.from_model_config(
+        config,
+        image_processor=CLIPImageProcessor.from_pretrained(str(vision_encoder)),
+        feature_extractor=ClapFeatureExtractor.from_pretrained(str(audio_encoder)),
+        tokenizer=AutoTokenizer.from_pretrained(str(llm)),
+        **processor_settings,
+    )
+
+
+__all__ = [
+    "assemble_av_llm_from_components",
+    "assemble_from_components",
+    "av_llm_processor_from_components",
+    "load_weights_with_prefixes",
+    "processor_from_components",
+]

@@ -333,6 +333,18 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
         """The LLM input embeddings of a prompt with its media merged in (e.g. for `generate(inputs_embeds=...)`)."""
         return self.model.embed_prompt(input_ids, **media)[0]
 
+    @classmethod
+    def from_pretrained_components(cls, *, llm, vision_encoder, audio_encoder, **settings):
+        """Assemble a model ready to train from separately pretrained parts (local paths or Hub ids of a causal LM, a
+        CLIP model and a CLAP model): see `transformers_av.modeling.assembly.assemble_av_llm_from_components`."""
+        try:  # an absolute import inside `try`: the remote-code copy of this file needs no assembly module
+            from transformers_av.modeling.assembly import assemble_av_llm_from_components
+        except ImportError as error:
+            raise ImportError("from_pretrained_components needs the transformers-av package installed.") from error
+        return assemble_av_llm_from_components(
+            cls, llm=llm, vision_encoder=vision_encoder, audio_encoder=audio_encoder, **settings
+        )
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
