@@ -83,19 +83,10 @@ def require_lmms_eval() -> None:
                     'with the `lmms` extra of pip install -e ".[dev]")')
 
 
-@pytest.fixture(scope="module")
-def lmms_run(tmp_path_factory):
-    """Tiny model + local task; `python -m lmms_eval --model favor` run once (batch_size=2)."""
-    require_lmms_eval()
-    from transformers_av.modeling.favor import FavorForConditionalGeneration
-    from transformers_av.testing import make_av_clip, make_tone, tiny_favor_config, write_wav
-    from transformers_av.testing.processor import tiny_processor
-
-    root = tmp_path_factory.mktemp("lmms")
-    torch.manual_seed(0)
-    config = tiny_favor_config("video_salmonn")
-    FavorForConditionalGeneration(config).save_pretrained(root / "model")
-    tiny_processor(config).save_pretrained(root / "model")
+def _run_lmms_eval(root: Path, model_name: str) -> SimpleNamespace:
+    """`python -m lmms_eval --model <model_name>` (batch_size=2) on the tiny local task, for the model saved in
+    root / "model"."""
+    from transformers_av.testing import make_av_clip, make_tone, write_wav
 
     clip = str(make_av_clip(root / "media" / "clip.mp4", seconds=1.0, fps=4, size=(32, 32)).path)
     tone = str(write_wav(root / "media" / "tone.wav", make_tone(440.0, 1.5), 16000))
@@ -116,7 +107,7 @@ def lmms_run(tmp_path_factory):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(root / "hf_datasets"),
            "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, str(runner), str(record), "--model", "favor",
+    command = [sys.executable, str(runner), str(record), "--model", model_name,
                "--model_args", f"pretrained={root / 'model'}", "--batch_size", "2", "--tasks", TASK,
                "--include_path", str(tasks), "--output_path", str(root / "out"), "--log_samples",
                "--device", "cpu", "--verbosity", "DEBUG"]  # DEBUG: lmms-eval re-raises errors (non-zero exit)
@@ -126,6 +117,42 @@ def lmms_run(tmp_path_factory):
     return SimpleNamespace(root=root, rows=rows, record=record, log=log, clip=clip, tone=tone)
 
 
+@pytest.fixture(scope="module")
+def lmms_run(tmp_path_factory):
+    """Tiny video-SALMONN + local task; `python -m lmms_eval --model favor` run once."""
+    require_lmms_eval()
+    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.testing import tiny_favor_config
+    from transformers_av.testing.processor import tiny_processor
+
+    root = tmp_path_factory.mktemp("lmms")
+    torch.manual_seed(0)
+    config = tiny_favor_config("video_salmonn")
+    FavorForConditionalGeneration(config).save_pretrained(root / "model")
+    tiny_processor(config).save_pretrained(root / "model")
+    return _run_lmms_eval(root, "favor")
+
+
+def _direct_answers(run) -> list[str]:
+    """Greedy generation on the processor inputs of lmms-eval's two batches ([0, 1] and [2]), cut at lmms-eval's
+    default stop string "\n\n" as the plugin does."""
+    from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+    model = AutoModelForMultimodalLM.from_pretrained(run.root / "model").eval()
+    processor = AutoProcessor.from_pretrained(run.root / "model")
+    rows = run.rows
+    answers = []
+    for encoded in (
+        processor(text=[rows[0]["question"], rows[1]["question"]], videos=[run.clip, run.clip], audio=[None, run.tone],
+                  return_tensors="pt"),
+        processor(text=rows[2]["question"], audio=run.tone, return_tensors="pt"),
+    ):
+        with torch.inference_mode():
+            output = model.generate(**encoded, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, num_beams=1)
+        answers += processor.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [t.split("\n\n")[0].strip() for t in answers]
+
+
 def _saved(run, pattern):
     found = sorted((run.root / "out").rglob(pattern))
     assert len(found) == 1, (pattern, found, run.log)
@@ -133,7 +160,7 @@ def _saved(run, pattern):
 
 
 def test_lmms_eval_runs_favor_and_matches_direct_generation(lmms_run):
-    from transformers import AutoModelForMultimodalLM, AutoProcessor
+    from transformers import AutoProcessor
 
     run = lmms_run
     samples = {}
@@ -149,7 +176,6 @@ def test_lmms_eval_runs_favor_and_matches_direct_generation(lmms_run):
     calls = [torch.load(run.record / f"call{i}.pt") for i in range(len(list(run.record.glob("call*.pt"))))]
     assert len(calls) == 2, run.log
 
-    model = AutoModelForMultimodalLM.from_pretrained(run.root / "model").eval()
     processor = AutoProcessor.from_pretrained(run.root / "model")
     rows = run.rows
     direct = [
@@ -172,23 +198,39 @@ def test_lmms_eval_runs_favor_and_matches_direct_generation(lmms_run):
     assert torch.equal(calls[1]["input_features"][0], wav)
 
     # lmms-eval's saved outputs are what greedy generation gives on the same processor inputs.
-    expected = []
-    for encoded in direct:
-        with torch.inference_mode():
-            output = model.generate(**encoded, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, num_beams=1)
-        expected += processor.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
-    # (cut at lmms-eval's default stop string, "\n\n", as the plugin does)
-    assert [samples[i]["filtered_resps"] for i in range(3)] == [t.split("\n\n")[0].strip() for t in expected]
+    assert [samples[i]["filtered_resps"] for i in range(3)] == _direct_answers(run)
     assert [samples[i]["target"] for i in range(3)] == [r["answer"] for r in rows]
     prompt_tokens = [int(n) for encoded in direct for n in encoded["attention_mask"].sum(-1)]
     assert [samples[i]["token_counts"][0]["input_tokens"] for i in range(3)] == prompt_tokens
+
+
+def test_lmms_eval_runs_an_audio_visual_llm_like_direct_generation(tmp_path):
+    """`--model av_llm`: the same chat class serves the Audio-Visual LLM (model and processor come from the Auto
+    classes); video, the video's sound track and a separate audio reach it."""
+    require_lmms_eval()
+    from transformers_av import AvLlmForConditionalGeneration
+    from transformers_av.testing.configs_av_llm import tiny_av_llm_config
+    from transformers_av.testing.processor import tiny_av_llm_processor
+
+    torch.manual_seed(0)
+    config = tiny_av_llm_config()
+    AvLlmForConditionalGeneration(config).save_pretrained(tmp_path / "model")
+    tiny_av_llm_processor(config).save_pretrained(tmp_path / "model")
+    run = _run_lmms_eval(tmp_path, "av_llm")
+    samples = {}
+    for line in _saved(run, f"*_samples_{TASK}.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        samples[record["doc_id"]] = record
+    assert sorted(samples) == [0, 1, 2], run.log
+    assert [samples[i]["filtered_resps"] for i in range(3)] == _direct_answers(run)
+    assert json.loads(_saved(run, "*_results.json").read_text())["config"]["model"] == "av_llm"
 
 
 def test_entry_point_registers_favor_and_alias():
     require_lmms_eval()
     from lmms_eval.models import MODEL_REGISTRY_V2
 
-    for name in ("favor", "video_salmonn"):
+    for name in ("favor", "video_salmonn", "av_llm"):
         resolved = MODEL_REGISTRY_V2.resolve(name)
         assert resolved.model_type == "chat"
         assert resolved.class_path == "transformers_av.evaluation.lmms_eval_plugin.FavorChat"

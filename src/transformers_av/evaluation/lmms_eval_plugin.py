@@ -39,11 +39,12 @@ _SAMPLING_RATE = 16000
 
 
 def model_manifests() -> list[Any]:
-    """Entry-point payload: the lmms-eval manifest registering `favor` as a chat model."""
+    """Entry-point payload: the lmms-eval manifest registering `favor` as a chat model (aliases `video_salmonn` and
+    `av_llm`: the class loads any transformers-av model and its processor through the Auto classes)."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
     return [ModelManifest(model_id="favor", chat_class_path="transformers_av.evaluation.lmms_eval_plugin.FavorChat",
-                          aliases=("video_salmonn",))]
+                          aliases=("video_salmonn", "av_llm"))]
 
 
 def _is_audio_array(value: Any) -> bool:
@@ -134,7 +135,8 @@ def _chat_class():
         GenerationResult = TokenCounts = None
 
     class FavorChat(lmms):
-        """lmms-eval chat wrapper around `FavorForConditionalGeneration` + `FavorProcessor`."""
+        """lmms-eval chat wrapper around a transformers-av model and its processor (FAVOR / video-SALMONN or the
+        Audio-Visual LLM), loaded with `AutoModelForMultimodalLM` / `AutoProcessor`."""
 
         is_simple = False
 
