@@ -23,7 +23,7 @@ from transformers_av import AvLlmForConditionalGeneration
 from transformers_av.testing.configs_av_llm import tiny_av_llm_config
 from transformers_av.testing.processor import tiny_av_llm_processor
 from transformers_av.training import MATCH_TONES, AvLlmDataCollator, load_av_dataset, make_match_task
-from transformers_av.training.cli import STAGE_COMMON, STAGE_RECIPES, load_train_settings, run_training
+from transformers_av.training.cli import STAGE_COMMON, STAGE_RECIPES, TrainSettings, load_train_settings, run_training
 
 STEPS = 100
 VIEWS = ("<VIS>", "<AUD>", "<AUD_VIS>")
@@ -107,6 +107,9 @@ def test_stage_recipes_fill_what_is_not_given(tmp_path):
     # what the user sets wins over the recipe
     custom = load_train_settings(overrides={**base, "stage": 1, "learning_rate": 1e-3, "adam_beta2": 0.95})
     assert (custom.learning_rate, custom.adam_beta2, custom.lr_scheduler_type) == (1e-3, 0.95, "cosine")
+    # the same through the Python API
+    direct = TrainSettings(model="tiny-av-llm", train_data="synthetic:match", stage=1, learning_rate=1e-3)
+    assert (direct.learning_rate, direct.train_llm, direct.adam_beta2, direct.warmup_steps) == (1e-3, False, 0.98, 0.03)
     # without a stage nothing changes
     plain = load_train_settings(overrides=base)
     assert (plain.learning_rate, plain.adam_beta2, plain.lr_scheduler_type, plain.train_llm) == (1e-4, 0.999, "linear", True)
@@ -115,6 +118,20 @@ def test_stage_recipes_fill_what_is_not_given(tmp_path):
         load_train_settings(overrides={**base, "stage": 3})
     with pytest.raises(ValueError, match="train_llm: false"):
         load_train_settings(overrides={**base, "stage": 1, "lora": True})
+
+
+def test_train_help_lists_the_stage_option(capsys):
+    from transformers_av.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--stage" in text and "3% warm-up" in text and "[1e-4; stage 1: 2e-3, stage 2: 2e-5]" in text
+    for command in ([], ["evaluate"], ["convert"], ["demo"], ["presets"]):  # every help page renders
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--help"])
+        assert exit_info.value.code == 0, command
 
 
 def test_stage_one_trains_only_the_projectors(tmp_path):

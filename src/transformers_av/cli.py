@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.cli import add_evaluate_arguments, run_evaluate
 
     evaluate = sub.add_parser(
-        "evaluate", help="run an AVEB / SAVE benchmark task: resumable per-sample JSONL, summary with 95% CI",
+        "evaluate", help="run an AVEB / SAVE benchmark task: resumable per-sample JSONL, summary with 95%% CI",
         description="Evaluate a model on one benchmark task (see transformers_av.evaluation and the README).",
     )
     add_evaluate_arguments(evaluate)

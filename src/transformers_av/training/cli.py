@@ -44,6 +44,9 @@ STAGE_RECIPES: dict[int, dict[str, Any]] = {
     2: {"learning_rate": 2e-5, "train_llm": True},  # projectors + LLM (full, or LoRA with `lora: true`)
 }
 STAGE_COMMON = {"lr_scheduler_type": "cosine", "warmup_steps": 0.03, "adam_beta1": 0.9, "adam_beta2": 0.98}
+#: The settings a stage recipe may fill (left `None` they take the stage's value, or this default without a stage).
+RECIPE_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "train_llm": True, "lora": False, "lr_scheduler_type": "linear",
+                                   "warmup_steps": 0, "adam_beta1": 0.9, "adam_beta2": 0.999}
 SYNTHETIC_SYNC_DATA = "synthetic:sync"
 SYNTHETIC_MATCH_DATA = "synthetic:match"
 SYNTHETIC_TASKS = {SYNTHETIC_SYNC_DATA: "synthetic audio-visual sync task",
@@ -86,7 +89,8 @@ class TrainSettings:
         "(favor-7b, ..., video-salmonn-13b, av-llm-7b)"))
     model_config_overrides: dict[str, Any] = field(default_factory=dict, metadata=_help(
         "config keyword arguments (JSON on the command line): for a tiny model, keyword arguments of "
-        "tiny_favor_config (e.g. image_size); for a preset, of FavorConfig; for a checkpoint, of from_pretrained"))
+        "tiny_favor_config (e.g. image_size) or tiny_av_llm_config; for a preset, of FavorConfig / AvLlmConfig; for a "
+        "checkpoint, of from_pretrained"))
     processor: str | None = field(default=None, metadata=_help(
         "processor folder or Hub id (default: the model's folder; the tiny processor for a tiny model)"))
     # -- data -----------------------------------------------------------------------------------------------------
@@ -112,9 +116,11 @@ class TrainSettings:
         "betas (0.9, 0.98), cosine, 3% warm-up): its values become the defaults of those settings"))
     freeze_encoders: bool = field(default=True, metadata=_help(
         "freeze the pretrained encoders (ViT + visual Q-Former, Whisper, BEATs; CLIP, CLAP)"))
-    train_llm: bool = field(default=True, metadata=_help(
-        "train the LLM (fully, or its LoRA with lora: true); false: only the connector / projectors train"))
-    lora: bool = field(default=False, metadata=_help("LoRA on the LLM (else the LLM is fully fine-tuned)"))
+    train_llm: bool | None = field(default=None, metadata=_help(
+        "train the LLM (fully, or its LoRA with lora: true); false: only the connector / projectors train "
+        "[true; stage 1: false]"))
+    lora: bool | None = field(default=None, metadata=_help(
+        "LoRA on the LLM (else the LLM is fully fine-tuned) [false]"))
     lora_r: int = field(default=32, metadata=_help("LoRA rank"))
     lora_alpha: float = field(default=32.0, metadata=_help("LoRA alpha"))
     lora_dropout: float = field(default=0.1, metadata=_help("LoRA dropout"))
@@ -126,17 +132,20 @@ class TrainSettings:
         "activation checkpointing on the LLM decoder layers only"))
     # -- optimisation (TrainingArguments) ---------------------------------------------------------------------------
     output_dir: str = field(default="favor-finetuned", metadata=_help("checkpoints, logs and final/ go here"))
-    learning_rate: float = field(default=1e-4, metadata=_help("peak learning rate"))
+    learning_rate: float | None = field(default=None, metadata=_help(
+        "peak learning rate [1e-4; stage 1: 2e-3, stage 2: 2e-5]"))
     num_train_epochs: float = field(default=1.0, metadata=_help("epochs (ignored when max_steps > 0)"))
     max_steps: int = field(default=-1, metadata=_help("optimizer steps; > 0 overrides num_train_epochs"))
     per_device_train_batch_size: int = field(default=1, metadata=_help("samples per process and micro-batch"))
     per_device_eval_batch_size: int = field(default=1, metadata=_help("evaluation samples per process"))
     gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
-    warmup_steps: float = field(default=0, metadata=_help("linear warm-up steps (a share of all steps when < 1)"))
-    adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
-    adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2"))
+    warmup_steps: float | None = field(default=None, metadata=_help(
+        "linear warm-up steps, or a share of all steps when < 1 [0; with a stage: 0.03]"))
+    adam_beta1: float | None = field(default=None, metadata=_help("AdamW beta1 [0.9]"))
+    adam_beta2: float | None = field(default=None, metadata=_help("AdamW beta2 [0.999; with a stage: 0.98]"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
-    lr_scheduler_type: str = field(default="linear", metadata=_help("transformers scheduler name"))
+    lr_scheduler_type: str | None = field(default=None, metadata=_help(
+        "transformers scheduler name [linear; with a stage: cosine]"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
     bf16: bool = field(default=False, metadata=_help("bfloat16 mixed precision"))
     fp16: bool = field(default=False, metadata=_help("float16 mixed precision"))
@@ -163,6 +172,12 @@ class TrainSettings:
         "any other TrainingArguments keyword (JSON on the command line), e.g. {\"optim\": \"adamw_torch_fused\"}"))
 
     def __post_init__(self):
+        if self.stage is not None and self.stage not in STAGE_RECIPES:
+            raise ValueError(f"TrainSettings: stage must be 1 or 2 (or null), got {self.stage!r}.")
+        recipe = {**RECIPE_DEFAULTS, **(STAGE_COMMON | STAGE_RECIPES[self.stage] if self.stage else {})}
+        for name, value in recipe.items():  # the stage's values where nothing was set
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if not self.model:
             raise ValueError("TrainSettings: 'model' is required (a checkpoint folder or Hub id, 'tiny-video-salmonn', "
                              "'tiny-favor' or a preset name).")
@@ -173,8 +188,6 @@ class TrainSettings:
             raise ValueError(f"TrainSettings: mixed_unpaired_ratio must be in [0, 1], got {self.mixed_unpaired_ratio!r}.")
         if self.bf16 and self.fp16:
             raise ValueError("TrainSettings: choose bf16 or fp16, not both.")
-        if self.stage is not None and self.stage not in STAGE_RECIPES:
-            raise ValueError(f"TrainSettings: stage must be 1 or 2 (or null), got {self.stage!r}.")
         if self.lora and not self.train_llm:
             raise ValueError("TrainSettings: lora: true trains the LLM's LoRA weights; with train_llm: false (stage 1: "
                              "projectors only) set lora: false.")
@@ -262,7 +275,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         extra: dict[str, Any] = {"nargs": "?", "const": True, "metavar": "true|false"} if base is bool else {}
         parser.add_argument(
             *flags, dest=spec.name, type=_parser_for(spec.name, types[spec.name]), default=argparse.SUPPRESS,
-            help=f"{spec.metadata.get('help', '')} (default: {default!r})", **extra,
+            # argparse %-formats help strings: a literal % (as in "3% warm-up") must be doubled
+            help=(spec.metadata.get("help", "") + ("" if spec.name in RECIPE_DEFAULTS else f" (default: {default!r})"))
+            .replace("%", "%%"),
+            **extra,
         )
     return parser
 
@@ -292,9 +308,6 @@ def load_train_settings(config: str | os.PathLike | None = None, overrides: dict
         values.update(loaded)
         source = str(path)
     values.update(overrides or {})
-    stage = values.get("stage")
-    if stage in STAGE_RECIPES:  # the recipe fills what neither the file nor the command line set
-        values = {**STAGE_COMMON, **STAGE_RECIPES[stage], **values}
     types = _field_types()
     for key, value in values.items():
         if key not in types:
