@@ -277,3 +277,100 @@ def test_from_model_config_checks_sampling_rate_and_token_ids():
         tiny_av_llm_processor(tiny_av_llm_config(visual_token_id=514, audio_token_id=513))
     processor = tiny_av_llm_processor(tiny_av_llm_config(num_frames=3, num_audio_segments=5))
     assert (processor.num_frames, processor.num_audio_segments, processor.num_patches) == (3, 5, 4)
+
+
+# -- combinations and settings ------------------------------------------------------------------------------------------
+def test_an_image_with_a_separate_audio_is_audio_visual(processor):
+    wave = noise(3 * RATE)
+    batch = processor(text="What is it?", images=make_image(color="red", size=(32, 32)), audio=wave, sampling_rate=RATE)
+    # 1 frame + P = 4 patches + K = 2 segments, behind <AUD_VIS>
+    assert int((batch["input_ids"] == MEDIA).sum()) == 1 + 4 + 2
+    assert int((batch["input_ids"] == AUD_VIS).sum()) == 1
+    assert batch["video_frame_mask"].tolist() == [[True]]
+    expected, _ = clap_features(split_into_segments(wave, 2))
+    assert torch.equal(batch["audio_input_features"][0], expected)
+
+
+def test_a_text_only_sample_in_a_media_batch_has_no_media(processor, videos):
+    batch = processor(text=["Describe it.", "Hello"], videos=[str(videos["one_second"].path), None])
+    assert batch["video_frame_mask"].sum(-1).tolist() == [4, 0]
+    assert batch["audio_segment_mask"].tolist() == [[True, True], [False, False]]
+    assert int((batch["input_ids"][1] == MEDIA).sum()) == 0
+    assert not bool(torch.isin(batch["input_ids"][1], torch.tensor([VIS, AUD, AUD_VIS])).any())
+
+
+def test_aud_vis_with_a_silent_video_and_a_separate_audio(processor, videos):
+    wave = noise(2 * RATE, seed=3)
+    batch = processor(text="<AUD_VIS> What happens?", videos=str(videos["silent"]), audio=wave, sampling_rate=RATE)
+    assert batch["video_frame_mask"].tolist() == [[True] * 4]
+    expected, _ = clap_features(split_into_segments(wave, 2))
+    assert torch.equal(batch["audio_input_features"][0], expected)
+
+
+def test_use_video_audio_false(processor, videos, audio_loads):
+    video = str(videos["one_second"].path)
+    with pytest.raises(ValueError, match=r"Sample 0: .*<AUD>.*use_video_audio=False"):
+        processor(text="<AUD> What do you hear?", videos=video, use_video_audio=False)
+    batch = processor(text="What is it?", videos=video, use_video_audio=False)  # no token: frames only
+    assert "audio_input_features" not in batch and audio_loads == []
+    assert int((batch["input_ids"] == VIS).sum()) == 1
+
+
+def test_max_video_seconds_cuts_the_frames_and_the_own_sound_track(videos):
+    processor = tiny_av_llm_processor(max_video_seconds=0.5)
+    clip = videos["one_second"]
+    batch = processor(text="What is it?", videos=str(clip.path))
+    # D = 0.5 s: targets 0, .125, .25, .375 s -> frames 0, 1, 2, 3
+    frames = media_io.load_video(str(clip.path), sampling="uniform", num_frames=4).frames  # over the whole second
+    all_eight = media_io.load_video(str(clip.path), fps=8).frames
+    assert torch.equal(batch["pixel_values_videos"][0], clip_pixels(all_eight[:4]))
+    assert not torch.equal(batch["pixel_values_videos"][0], clip_pixels(frames))
+    # the sound track: its first 0.5 s (8,000 samples) in 2 segments of 4,000
+    track = media_io.load_audio(str(clip.path), sampling_rate=RATE, max_seconds=0.5).waveform
+    assert len(track) == 8000
+    expected, _ = clap_features(split_into_segments(track, 2))
+    assert torch.equal(batch["audio_input_features"][0], expected)
+
+
+def test_a_fusion_extractor_gives_the_same_features_every_time():
+    config = tiny_av_llm_config()
+    fusion = ClapFeatureExtractor(
+        feature_size=16, sampling_rate=RATE, hop_length=RATE // 100, max_length_s=2, fft_window_size=RATE // 40,
+        frequency_max=RATE // 2, truncation="fusion", padding="repeatpad",
+    )
+    processor = AvLlmProcessor.from_model_config(
+        config, image_processor=CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
+        feature_extractor=fusion, tokenizer=AutoTokenizer.from_pretrained(ASSETS / "llama_tokenizer"),
+    )
+    wave = noise(6 * RATE, seed=5)  # 3 s segments, longer than the 2 s window: centre-cropped
+    runs = [processor(text="<AUD> q", audio=wave, sampling_rate=RATE) for _ in range(4)]
+    assert runs[0]["audio_input_features"].shape == (1, 2, 4, 201, 16)  # fusion: 4 channels
+    for run in runs[1:]:
+        assert torch.equal(run["audio_input_features"], runs[0]["audio_input_features"])
+    # the extractor would flag a random segment as "longer" (a training trick); the processor never does
+    assert all(run["audio_is_longer"].tolist() == [[False, False]] for run in runs)
+
+
+def test_max_length_cuts_the_answer_never_the_prompt(processor):
+    wave = noise(RATE)
+    full = processor(text="<AUD> q", audio=wave, sampling_rate=RATE, answers="a b c d e f")
+    prompt_length = int((full["labels"] == -100).sum())
+    cut = processor(text="<AUD> q", audio=wave, sampling_rate=RATE, answers="a b c d e f", max_length=prompt_length + 2)
+    assert cut["input_ids"].shape[1] == prompt_length + 2
+    assert torch.equal(cut["labels"][0, prompt_length:], full["labels"][0, prompt_length : prompt_length + 2])
+    with pytest.raises(ValueError, match=r"Sample 0: the prompt with its 2 media tokens needs"):
+        processor(text="<AUD> q", audio=wave, sampling_rate=RATE, answers="a", max_length=prompt_length - 1)
+
+
+def test_bad_call_arguments_fail_before_any_decoding(processor, audio_loads):
+    with pytest.raises(TypeError, match=r"unknown arguments \['num_frames'\]"):
+        processor(text="q", audio=noise(RATE), sampling_rate=RATE, num_frames=8)
+    with pytest.raises(ValueError, match="padding_side must be 'left' or 'right'"):
+        processor(text="q", audio=noise(RATE), sampling_rate=RATE, padding_side="middle")
+    assert audio_loads == []
+
+
+def test_a_question_keeps_its_line_breaks(processor):
+    batch = processor(text="<AUD> line one\nline two", audio=noise(RATE), sampling_rate=RATE)
+    text = processor.tokenizer.decode(batch["input_ids"][0])
+    assert "line one\nline two" in text and "<AUD><av_media>" in text

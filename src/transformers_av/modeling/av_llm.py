@@ -223,13 +223,14 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         if output is not None:
             inputs_embeds = scatter_media_embeds(
                 input_ids, inputs_embeds, self.config.media_token_id, output.embeds, output.token_counts,
-                "AvLlmProcessor",
+                "AvLlmProcessor", "config.media_token_id",
             )
         elif self.config.media_token_id is not None and bool((input_ids == self.config.media_token_id).any()):
-            # placeholders, but none of the media their modality token names were given: same error as a mismatch
-            counts = input_ids.new_zeros(input_ids.shape[0])
-            scatter_media_embeds(
-                input_ids, inputs_embeds, self.config.media_token_id, inputs_embeds[:, :0], counts, "AvLlmProcessor"
+            rows = (input_ids == self.config.media_token_id).any(dim=1).nonzero()[:, 0].tolist()
+            raise ValueError(
+                f"Samples {rows} hold media placeholder tokens but none of the media their modality tokens name were "
+                "given (pixel_values_videos for <VIS>, audio_input_features for <AUD>, both for <AUD_VIS>). Build the "
+                "inputs with AvLlmProcessor."
             )
         if runs_absent_encoders(self.config.run_absent_encoders, self.training):
             anchor = self._absent_modules_anchor(output)

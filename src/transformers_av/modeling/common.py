@@ -88,13 +88,15 @@ def scatter_media_embeds(
     embeds: torch.FloatTensor,
     token_counts: torch.LongTensor,
     processor_name: str,
+    placeholder_name: str = "the placeholder token id",
 ) -> torch.FloatTensor:
     """Write each sample's first `token_counts[b]` rows of `embeds` (B, C_max, D) over its placeholder tokens.
 
     The processor expands the placeholder with the same counting function the connector uses, so the numbers must
-    agree; a mismatch (hand-built inputs, another processor's output) is an error that names both counts."""
+    agree; a mismatch (hand-built inputs, another processor's output) is an error that names both counts.
+    `placeholder_name` names the config field of the id (for the error when it is not set)."""
     if placeholder_id is None:
-        raise ValueError("The config's placeholder token id is not set: the model cannot find where the media go.")
+        raise ValueError(f"{placeholder_name} is not set: the model cannot find where the media go.")
     placeholder = input_ids == placeholder_id  # (B, L)
     found = placeholder.sum(1)
     expected = token_counts.to(found.device)

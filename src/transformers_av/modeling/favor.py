@@ -319,7 +319,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         """Put each sample's audio-visual tokens at its placeholder positions."""
         return scatter_media_embeds(
             input_ids, inputs_embeds, self.config.audio_visual_token_id, audio_visual.embeds, audio_visual.token_counts,
-            "FavorProcessor",
+            "FavorProcessor", "config.audio_visual_token_id",
         )
 
     def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:

@@ -44,7 +44,17 @@ def is_path(value) -> bool:
     return isinstance(value, (str, Path))
 
 
-def per_sample(name, value, batch_size, allow_str=False):
+def is_media_file(value) -> bool:
+    """A container to decode (a path, bytes or a file-like object), as opposed to frames or a waveform in memory."""
+    return is_path(value) or isinstance(value, (bytes, bytearray, memoryview)) or callable(getattr(value, "read", None))
+
+
+def check_padding_side(padding_side: str) -> None:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
+
+
+def per_sample(name, value, batch_size):
     """One entry per prompt: a single item is accepted for a single prompt, lists must match the prompts."""
     if value is None:
         return [None] * batch_size
@@ -79,12 +89,15 @@ def prompt_token_ids(tokenizer, prompt: str, placeholder: str, placeholder_id: i
     return ids
 
 
-def with_answer(tokenizer, ids: list[int], answer: str | None, max_length: int | None, index: int):
+def with_answer(tokenizer, ids: list[int], answer: str | None, max_length: int | None, index: int,
+                num_media_tokens: int = 0):
     """`(ids, labels)`: the prompt `ids` followed by the answer and EOS, the only tokens with labels (-100 elsewhere).
-    `max_length` cuts the answer, never the prompt (a prompt that does not fit is an error naming the sample)."""
+    `max_length` cuts the answer, never the prompt (a prompt that does not fit is an error naming the sample and its
+    `num_media_tokens`)."""
     if max_length is not None and len(ids) > max_length:
         raise ValueError(
-            f"Sample {index}: the prompt with its media tokens needs {len(ids)} tokens, more than max_length={max_length}."
+            f"Sample {index}: the prompt with its {num_media_tokens} media tokens needs {len(ids)} tokens, more than "
+            f"max_length={max_length}."
         )
     labels = [-100] * len(ids)
     if answer is None:
@@ -97,8 +110,7 @@ def with_answer(tokenizer, ids: list[int], answer: str | None, max_length: int |
 
 def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: int, padding_side: str) -> dict:
     """`input_ids`, `attention_mask` and `labels` (B, L_max), padded on `padding_side` ("left" for generation)."""
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
+    check_padding_side(padding_side)
     longest = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
     attention_mask = torch.zeros(len(rows), longest, dtype=torch.long)
@@ -111,4 +123,14 @@ def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: i
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-__all__ = ["describe", "is_path", "naming_the_sample", "pad_token_rows", "per_sample", "prompt_token_ids", "with_answer"]
+__all__ = [
+    "check_padding_side",
+    "describe",
+    "is_media_file",
+    "is_path",
+    "naming_the_sample",
+    "pad_token_rows",
+    "per_sample",
+    "prompt_token_ids",
+    "with_answer",
+]

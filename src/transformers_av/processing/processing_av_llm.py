@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,16 @@ from transformers.processing_utils import ProcessorMixin
 from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from ..modeling.parts.clap_segments import split_into_segments
 from ..modeling.parts.linear_connector import linear_connector_token_count
-from .batching import describe, is_path, naming_the_sample, pad_token_rows, per_sample, prompt_token_ids, with_answer
+from .batching import (
+    check_padding_side,
+    describe,
+    is_media_file,
+    naming_the_sample,
+    pad_token_rows,
+    per_sample,
+    prompt_token_ids,
+    with_answer,
+)
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from .media import VideoClip  # noqa: F401
@@ -61,7 +71,8 @@ class AvLlmProcessor(ProcessorMixin):
         tokenizer: the LLM tokenizer; the placeholder and modality tokens are added to it when missing.
         num_frames (`int`, defaults to 32), num_audio_segments (`int`, defaults to 4), num_patches (`int`, defaults to
             256): the model's T, K and P ([`AvLlmProcessor.from_model_config`] copies them from an `AvLlmConfig`).
-        max_video_seconds (`float`, optional): use only the first seconds of a video.
+        max_video_seconds (`float`, optional): use only the first seconds of a video: its frames are sampled over
+            them and its own sound track is cut to them (a separate `audio` is not cut).
         prompt_template (`str`): used when a prompt has no placeholder; `{media}` and `{question}` are filled.
     """
 
@@ -176,7 +187,8 @@ class AvLlmProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
-        """Process a prompt (or a batch of prompts) with its media.
+        """Process a prompt (or a batch of prompts) with its media. Unknown keyword arguments are an error (the
+        frame, segment and length settings belong to the processor: set them when building it).
 
         Args:
             text: prompt(s), optionally holding a modality token and/or the placeholder (see the class docstring).
@@ -189,13 +201,16 @@ class AvLlmProcessor(ProcessorMixin):
         """
         from . import media as media_io
 
+        if kwargs:
+            raise TypeError(f"AvLlmProcessor got unknown arguments {sorted(kwargs)}.")
+        check_padding_side(padding_side)
         if text is None:
             raise ValueError("AvLlmProcessor needs `text` (the prompt or question).")
         texts = [text] if isinstance(text, str) else list(text)
         batch_size = len(texts)
         videos, audio, images = (per_sample(name, value, batch_size) for name, value in
                                  (("videos", videos), ("audio", audio), ("images", images)))
-        answers = per_sample("answers", answers, batch_size, allow_str=True)
+        answers = per_sample("answers", answers, batch_size)
 
         samples = []
         for index in range(batch_size):
@@ -219,7 +234,7 @@ class AvLlmProcessor(ProcessorMixin):
                     audio=sample["segments"] is not None,
                 )
             ids = prompt_token_ids(self.tokenizer, sample["prompt"], MEDIA_TOKEN, self.media_token_id, count)
-            ids, labels = with_answer(self.tokenizer, ids, answers[index], max_length, index)
+            ids, labels = with_answer(self.tokenizer, ids, answers[index], max_length, index, count)
             rows.append(ids)
             label_rows.append(labels)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -239,16 +254,26 @@ class AvLlmProcessor(ProcessorMixin):
         if text.count(MEDIA_TOKEN) > 1:
             raise ValueError(f"the prompt holds the placeholder {MEDIA_TOKEN!r} {text.count(MEDIA_TOKEN)} times; use it once.")
         has_visual = video is not None or image is not None
-        video_sound = audio is None and use_video_audio and is_path(video) and media_io.has_audio_track(video)
+        token = MODALITY_TOKENS[named[0]] if named else None
+        may_hear = not named or named[0] in ("audio", "audio_visual")
+        # the video's own sound is probed only when the sample may use it
+        video_sound = (may_hear and audio is None and use_video_audio and is_media_file(video)
+                       and media_io.has_audio_track(video))
         has_audio = audio is not None or video_sound
         if named:
-            wants_visual, wants_audio = named[0] in ("visual", "audio_visual"), named[0] in ("audio", "audio_visual")
-            token = MODALITY_TOKENS[named[0]]
+            wants_visual, wants_audio = named[0] in ("visual", "audio_visual"), may_hear
             if wants_visual and not has_visual:
                 raise ValueError(f"the prompt asks for {token} but no video or image was given.")
             if wants_audio and not has_audio:
-                source = "no audio was given" if video is None else f"no audio was given and {describe(video)} has no sound track"
-                raise ValueError(f"the prompt asks for {token} but {source}.")
+                if video is None:
+                    reason = "no audio was given"
+                elif not use_video_audio:
+                    reason = "no audio was given and use_video_audio=False"
+                elif not is_media_file(video):
+                    reason = f"no audio was given and the video ({describe(video)}) is frames without sound"
+                else:
+                    reason = f"no audio was given and {describe(video)} has no sound track"
+                raise ValueError(f"the prompt asks for {token} but {reason}.")
         else:
             wants_visual, wants_audio = has_visual, has_audio
 
@@ -261,12 +286,19 @@ class AvLlmProcessor(ProcessorMixin):
         elif wants_visual:
             frames = self._frames_to_pixels(media_io.load_image(image)[None])  # (1, 3, H, W)
         if wants_audio:
-            source = audio if audio is not None else video
+            own_track = audio is None
+            source = video if own_track else audio
             waveform = media_io.load_audio(
-                source, sampling_rate=self.sampling_rate, source_sampling_rate=sampling_rate if audio is not None else None
+                source, sampling_rate=self.sampling_rate, source_sampling_rate=None if own_track else sampling_rate,
+                max_seconds=self.max_video_seconds if own_track else None,  # the same span as the frames
             ).waveform
             if not np.isfinite(waveform).all():
                 raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")
+            if len(waveform) < self.num_audio_segments:
+                raise ValueError(
+                    f"the audio ({describe(source)}) has {len(waveform)} samples, fewer than the "
+                    f"{self.num_audio_segments} segments it is cut into."
+                )
             segments = self._segment_features(waveform)
 
         modality = {(True, True): "audio_visual", (True, False): "visual", (False, True): "audio"}.get(
@@ -282,8 +314,8 @@ class AvLlmProcessor(ProcessorMixin):
             return TEXT_ONLY_TEMPLATE.format(question=text)
         token = MODALITY_TOKENS[modality]
         if MEDIA_TOKEN in text:  # a full prompt, used as written
-            return text if token in text else text.replace(MEDIA_TOKEN, token + MEDIA_TOKEN)
-        question = " ".join(text.replace(token, " ").split())  # a question, maybe marked with its modality
+            return mark_modality(text, modality)
+        question = re.sub(rf"\s*{re.escape(token)}\s*", " ", text).strip()  # a question, maybe marked
         return self.prompt_template.format(media=token + MEDIA_TOKEN, question=question)
 
     def _frames_to_pixels(self, frames: np.ndarray) -> np.ndarray:
@@ -293,7 +325,9 @@ class AvLlmProcessor(ProcessorMixin):
     def _segment_features(self, waveform: np.ndarray) -> dict[str, torch.Tensor]:
         """A mono waveform -> CLAP features of its K equal segments: `input_features` (K, C, time, mel) and
         `is_longer` (K,). A segment longer than the extractor's window keeps its centre: the extractor would
-        otherwise pick a random crop, and the same clip must always give the same tokens."""
+        otherwise pick a random crop, and the same clip must always give the same tokens. For the same reason
+        `is_longer` is all False (no segment is longer than the window after the crop; a "fusion" extractor would
+        otherwise flag a random one, a training-time trick)."""
         window = self.feature_extractor.nb_max_samples
         pieces = []
         for segment in split_into_segments(waveform, self.num_audio_segments):
@@ -302,7 +336,7 @@ class AvLlmProcessor(ProcessorMixin):
                 segment = segment[start : start + window]
             pieces.append(np.ascontiguousarray(segment, dtype=np.float32))
         features = self.feature_extractor(pieces, sampling_rate=self.sampling_rate, return_tensors="pt")
-        return {"input_features": features["input_features"], "is_longer": features["is_longer"].reshape(-1)}
+        return {"input_features": features["input_features"], "is_longer": torch.zeros(len(pieces), dtype=torch.bool)}
 
     def _add_frames(self, encoding, samples):
         counts = [0 if s["frames"] is None else len(s["frames"]) for s in samples]
@@ -334,4 +368,11 @@ class AvLlmProcessor(ProcessorMixin):
         encoding["audio_is_longer"] = longer
 
 
-__all__ = ["AvLlmProcessor", "DEFAULT_PROMPT_TEMPLATE"]
+def mark_modality(prompt: str, modality: str) -> str:
+    """A prompt holding the placeholder, with the modality token of `modality` ("visual", "audio",
+    "audio_visual") right before the placeholder unless the prompt already names it."""
+    token = MODALITY_TOKENS[modality]
+    return prompt if token in prompt else prompt.replace(MEDIA_TOKEN, token + MEDIA_TOKEN)
+
+
+__all__ = ["AvLlmProcessor", "DEFAULT_PROMPT_TEMPLATE", "mark_modality"]

@@ -11,7 +11,16 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from ..modeling.windows import WindowPlan, audio_visual_plan
-from .batching import describe, is_path, naming_the_sample, pad_token_rows, per_sample, prompt_token_ids, with_answer
+from .batching import (
+    check_padding_side,
+    describe,
+    is_path,
+    naming_the_sample,
+    pad_token_rows,
+    per_sample,
+    prompt_token_ids,
+    with_answer,
+)
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from .media import VideoClip  # noqa: F401
@@ -215,14 +224,15 @@ class FavorProcessor(ProcessorMixin):
         """
         from . import media as media_io
 
+        check_padding_side(padding_side)
         if text is None:
             raise ValueError("FavorProcessor needs `text` (the prompt or question).")
         texts = [text] if isinstance(text, str) else list(text)
         batch_size = len(texts)
         videos, audio, images = (per_sample(name, value, batch_size) for name, value in
                                  (("videos", videos), ("audio", audio), ("images", images)))
-        answers = per_sample("answers", answers, batch_size, allow_str=True)
-        qformer_texts = per_sample("qformer_text", qformer_text, batch_size, allow_str=True)
+        answers = per_sample("answers", answers, batch_size)
+        qformer_texts = per_sample("qformer_text", qformer_text, batch_size)
 
         samples = []
         for index in range(batch_size):
@@ -369,7 +379,7 @@ class FavorProcessor(ProcessorMixin):
             instructions.append(qformer_texts[i] if qformer_texts[i] is not None else question)
 
             ids = prompt_token_ids(tokenizer, prompt, token, self.audio_visual_token_id, plans[i].num_tokens)
-            ids, labels = with_answer(tokenizer, ids, answers[i], max_length, i)
+            ids, labels = with_answer(tokenizer, ids, answers[i], max_length, i, plans[i].num_tokens)
             rows.append(ids)
             label_rows.append(labels)
 

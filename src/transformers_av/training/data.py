@@ -554,17 +554,20 @@ class AvLlmDataCollator(FavorDataCollator):
         """The `<VIS>` / `<AUD>` / `<AUD_VIS>` copies of an audio-visual sample (the sample itself otherwise)."""
         from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
         from ..processing import media as media_io
+        from ..processing.batching import is_media_file
+        from ..processing.processing_av_llm import mark_modality
 
+        if any(token in sample.text for token in MODALITY_TOKENS.values()):
+            return [sample]
         has_picture = sample.video is not None or sample.image is not None
-        has_sound = sample.audio is not None or (sample.video is not None and media_io.has_audio_track(sample.video))
-        if not (has_picture and has_sound) or any(token in sample.text for token in MODALITY_TOKENS.values()):
+        has_sound = sample.audio is not None or (is_media_file(sample.video) and media_io.has_audio_track(sample.video))
+        if not (has_picture and has_sound):
             return [sample]
         views = []
         for view in self.VIEWS:
-            token = MODALITY_TOKENS[view]
             if MEDIA_TOKEN in sample.text:
-                text = sample.text.replace(MEDIA_TOKEN, token + MEDIA_TOKEN)
+                text = mark_modality(sample.text, view)
             else:
-                text = f"{token} {sample.text}"
+                text = f"{MODALITY_TOKENS[view]} {sample.text}"
             views.append(dataclasses.replace(sample, text=text))
         return views
