@@ -68,8 +68,8 @@ def test_assembled_av_llm_holds_the_towers_and_matches_its_processor(components,
     assert embeddings.shape[0] == 516
     assert torch.equal(embeddings[:512], llm.get_input_embeddings().weight)
     assert torch.equal(model.lm_head.weight[:512], llm.lm_head.weight)
-    assert [model.config.media_token_id, model.config.visual_token_id, model.config.audio_token_id,
-            model.config.audio_visual_token_id] == [512, 513, 514, 515]
+    assert [model.config.media_token_id, model.config.visual_modality_token_id, model.config.audio_modality_token_id,
+            model.config.audio_visual_modality_token_id] == [512, 513, 514, 515]
     assert model.config.vision_config._name_or_path == str(root / "clip")
     # encoders frozen, projectors and LLM trainable, projectors freshly initialised (std = initializer_range)
     assert not any(p.requires_grad for p in inner.vision_encoder.parameters())

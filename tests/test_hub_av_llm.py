@@ -84,7 +84,7 @@ PUSH_LOAD_AND_REFUSE = """
     refused("user/av-llm-nan", lambda: broken.push_to_hub("user/av-llm-nan", processor=processor))
     refused("user/av-llm-nan-folder", lambda: push_folder_to_hub(nan_folder, "user/av-llm-nan-folder"))
     swapped = AvLlmForConditionalGeneration(tiny_av_llm_config(
-        num_frames=%(frames)d, num_audio_segments=%(segments)d, visual_token_id=514, audio_token_id=513))
+        num_frames=%(frames)d, num_audio_segments=%(segments)d, visual_modality_token_id=514, audio_modality_token_id=513))
     refused("user/av-llm-wrong-ids", lambda: swapped.push_to_hub("user/av-llm-wrong-ids", processor=processor))
     refused("user/av-llm-wrong-ids-processor",
             lambda: processor.push_to_hub("user/av-llm-wrong-ids-processor", config=swapped.config))
@@ -166,8 +166,8 @@ def test_processor_round_trip_gives_identical_encodings(pushed):
     assert tuple(expected["pixel_values_videos"].shape[:2]) == (3, NUM_FRAMES)
     assert tuple(expected["audio_input_features"].shape[:2]) == (3, NUM_SEGMENTS)
     config = pushed["model"].config
-    for row, token_id in zip(expected["input_ids"], (config.audio_visual_token_id, config.visual_token_id,
-                                                     config.audio_token_id)):
+    for row, token_id in zip(expected["input_ids"], (config.audio_visual_modality_token_id, config.visual_modality_token_id,
+                                                     config.audio_modality_token_id)):
         assert token_id in row.tolist()
 
 
@@ -249,8 +249,8 @@ def test_refused_uploads_create_nothing_on_the_server(server, pushed):
     for repo_id in ("user/av-llm-wrong-ids", "user/av-llm-wrong-ids-processor"):
         message = refusals[repo_id]
         assert "the processor does not match the model" in message
-        assert "'<VIS>' has id 513 in the tokenizer but config.visual_token_id is 514" in message
-        assert "'<AUD>' has id 514 in the tokenizer but config.audio_token_id is 513" in message
+        assert "'<VIS>' has id 513 in the tokenizer but config.visual_modality_token_id is 514" in message
+        assert "'<AUD>' has id 514 in the tokenizer but config.audio_modality_token_id is 513" in message
     assert sorted(refusals) == sorted(REFUSED_REPOS)
     for repo_id in REFUSED_REPOS:
         assert not server.hub.repo_exists("model", repo_id), repo_id

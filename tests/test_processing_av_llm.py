@@ -274,7 +274,7 @@ def test_from_model_config_checks_sampling_rate_and_token_ids():
     with pytest.raises(ValueError, match=r"'<av_media>' id 512 but the model config expects 100"):
         tiny_av_llm_processor(tiny_av_llm_config(media_token_id=100))
     with pytest.raises(ValueError, match=r"'<VIS>' id 513 but the model config expects 514"):
-        tiny_av_llm_processor(tiny_av_llm_config(visual_token_id=514, audio_token_id=513))
+        tiny_av_llm_processor(tiny_av_llm_config(visual_modality_token_id=514, audio_modality_token_id=513))
     processor = tiny_av_llm_processor(tiny_av_llm_config(num_frames=3, num_audio_segments=5))
     assert (processor.num_frames, processor.num_audio_segments, processor.num_patches) == (3, 5, 4)
 

@@ -71,9 +71,11 @@ def _demo(args) -> int:
 
     import torch
 
+    from .modeling.av_llm import AvLlmForConditionalGeneration
     from .modeling.favor import FavorForConditionalGeneration
     from .testing import make_av_clip, tiny_favor_config
-    from .testing.processor import tiny_processor
+    from .testing.configs_av_llm import tiny_av_llm_config
+    from .testing.processor import tiny_av_llm_processor, tiny_processor
 
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,16 +84,21 @@ def _demo(args) -> int:
             clip = make_av_clip(Path(tmp) / "demo.mp4", seconds=args.seconds, fps=8, beep_at=[args.seconds / 2])
             video = str(clip.path)
             print(f"generated {video}: {clip.num_frames} frames at {clip.fps} fps, a beep at {args.seconds / 2:.1f} s")
-        if args.model:
-            from transformers import AutoModelForMultimodalLM, AutoProcessor
-
-            model = AutoModelForMultimodalLM.from_pretrained(args.model).eval()
-            processor = AutoProcessor.from_pretrained(args.model)
-        else:
+        if args.model in (None, "tiny-video-salmonn"):
             print("model: tiny video-SALMONN with RANDOM weights (no trained checkpoint is used): the answer is noise")
             config = tiny_favor_config("video_salmonn")
             model = FavorForConditionalGeneration(config).eval()
             processor = tiny_processor(config)
+        elif args.model == "tiny-av-llm":
+            print("model: tiny Audio-Visual LLM with RANDOM weights (no trained checkpoint is used): the answer is noise")
+            config = tiny_av_llm_config()
+            model = AvLlmForConditionalGeneration(config).eval()
+            processor = tiny_av_llm_processor(config)
+        else:
+            from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+            model = AutoModelForMultimodalLM.from_pretrained(args.model).eval()
+            processor = AutoProcessor.from_pretrained(args.model)
 
         timings: dict[str, float] = {}
         stages = dict(model.model.encoder_modules(), connector=model.model.connector)
@@ -113,7 +120,9 @@ def _demo(args) -> int:
         answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     frames = int(inputs["video_frame_mask"].sum()) if "video_frame_mask" in inputs else 0
-    placeholders = int((inputs["input_ids"] == processor.audio_visual_token_id).sum())
+    # the placeholder: FAVOR's `audio_visual_token_id`, the Audio-Visual LLM's `media_token_id`
+    placeholder_id = model.config.media_token_id if model.config.model_type == "av_llm" else model.config.audio_visual_token_id
+    placeholders = int((inputs["input_ids"] == placeholder_id).sum())
     print(f"question: {args.question}")
     print(f"answer:   {answer!r}")
     print(f"frames: {frames}, audio-visual tokens: {placeholders}, prompt tokens: {inputs['input_ids'].shape[1]}")
@@ -147,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="answer a question about a video, timing every stage (default: generated clip, tiny model)")
     demo.add_argument("--video", help="a video file (default: a generated clip with a sound track)")
-    demo.add_argument("--model", help="a converted/trained model folder or Hub id (default: tiny random weights)")
+    demo.add_argument("--model", help="a converted/trained model folder or Hub id, or 'tiny-video-salmonn' (the "
+                      "default) / 'tiny-av-llm' (tiny random weights)")
     demo.add_argument("--question", default="What happens on screen when the beep sounds?")
     demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip")
     demo.add_argument("--max-new-tokens", type=int, default=16)

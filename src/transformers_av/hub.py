@@ -279,8 +279,9 @@ def _av_llm_token_ids() -> dict[str, str]:
     """config attribute -> the token whose id it holds (placeholder and modality tokens of the Audio-Visual LLM)."""
     from .configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 
-    return {"media_token_id": MEDIA_TOKEN, "visual_token_id": MODALITY_TOKENS["visual"],
-            "audio_token_id": MODALITY_TOKENS["audio"], "audio_visual_token_id": MODALITY_TOKENS["audio_visual"]}
+    return {"media_token_id": MEDIA_TOKEN, "visual_modality_token_id": MODALITY_TOKENS["visual"],
+            "audio_modality_token_id": MODALITY_TOKENS["audio"],
+            "audio_visual_modality_token_id": MODALITY_TOKENS["audio_visual"]}
 
 
 def _av_llm_processor_problems(processor: Any, config: "AvLlmConfig") -> list[str]:

@@ -39,9 +39,10 @@ class AvLlmConfig(PreTrainedConfig):
         vision_post_layernorm (`bool`, defaults to `False`): apply CLIP's `post_layernorm` to the tokens read.
         projector_bias (`bool`, defaults to `True`): whether the three linear projectors have a bias.
         media_token_id (`int`, optional): id of the placeholder the processor expands to the media tokens.
-        visual_token_id, audio_token_id, audio_visual_token_id (`int`, optional): ids of `<VIS>`, `<AUD>` and
-            `<AUD_VIS>`. A sample whose prompt holds `<VIS>` uses its frames only, `<AUD>` its audio only,
-            `<AUD_VIS>` both; its other media are neither encoded nor projected.
+        visual_modality_token_id, audio_modality_token_id, audio_visual_modality_token_id (`int`, optional): ids of
+            `<VIS>`, `<AUD>` and `<AUD_VIS>`. A sample whose prompt holds `<VIS>` uses its frames only, `<AUD>` its
+            audio only, `<AUD_VIS>` both; its other media are neither encoded nor projected. (Not to be confused
+            with `FavorConfig.audio_visual_token_id`, FAVOR's placeholder: here the placeholder is `media_token_id`.)
         run_absent_encoders (`"distributed"`, `"always"` or `"never"`, defaults to `"distributed"`): while training,
             run the encoders and projectors a batch does not use on a zero dummy input, times 0, so every rank of a
             DDP / FSDP / ZeRO-3 job runs the same modules (`"distributed"`: only when more than one process runs).
@@ -65,9 +66,9 @@ class AvLlmConfig(PreTrainedConfig):
     vision_post_layernorm: bool = False
     projector_bias: bool = True
     media_token_id: int | None = None
-    visual_token_id: int | None = None
-    audio_token_id: int | None = None
-    audio_visual_token_id: int | None = None
+    visual_modality_token_id: int | None = None
+    audio_modality_token_id: int | None = None
+    audio_visual_modality_token_id: int | None = None
     run_absent_encoders: Literal["distributed", "always", "never"] = "distributed"
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
@@ -93,7 +94,11 @@ class AvLlmConfig(PreTrainedConfig):
     @property
     def modality_token_ids(self) -> dict[str, int | None]:
         """`{"visual": <VIS> id, "audio": <AUD> id, "audio_visual": <AUD_VIS> id}`."""
-        return {"visual": self.visual_token_id, "audio": self.audio_token_id, "audio_visual": self.audio_visual_token_id}
+        return {
+            "visual": self.visual_modality_token_id,
+            "audio": self.audio_modality_token_id,
+            "audio_visual": self.audio_visual_modality_token_id,
+        }
 
     def _check_consistency(self):
         def fail(message):
@@ -108,9 +113,9 @@ class AvLlmConfig(PreTrainedConfig):
             fail(f"vision_feature_layer ({self.vision_feature_layer}) must index the {layers + 1} CLIP hidden states.")
         ids = {
             "media_token_id": self.media_token_id,
-            "visual_token_id": self.visual_token_id,
-            "audio_token_id": self.audio_token_id,
-            "audio_visual_token_id": self.audio_visual_token_id,
+            "visual_modality_token_id": self.visual_modality_token_id,
+            "audio_modality_token_id": self.audio_modality_token_id,
+            "audio_visual_modality_token_id": self.audio_visual_modality_token_id,
         }
         vocab = self.text_config.vocab_size
         for name, value in ids.items():

@@ -69,7 +69,8 @@ def av_llm_preset(name: str = "av-llm-7b", **overrides) -> AvLlmConfig:
     new_tokens = [MEDIA_TOKEN, *MODALITY_TOKENS.values()]
     text = {"model_type": "llama", "vocab_size": VICUNA_VOCAB + len(new_tokens), "max_position_embeddings": 2048,
             "rms_norm_eps": 1e-6, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **VICUNA["7b"]}
-    ids = dict(zip(("media_token_id", "visual_token_id", "audio_token_id", "audio_visual_token_id"),
+    ids = dict(zip(("media_token_id", "visual_modality_token_id", "audio_modality_token_id",
+                    "audio_visual_modality_token_id"),
                    range(VICUNA_VOCAB, VICUNA_VOCAB + len(new_tokens))))
     kwargs = dict(text_config=text, vision_config=dict(CLIP_VIT_L_14), audio_config={}, num_frames=32,
                   num_audio_segments=4, audio_sampling_rate=48000, **ids)

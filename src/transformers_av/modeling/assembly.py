@@ -374,7 +374,7 @@ def assemble_av_llm_from_components(
     from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS, AvLlmConfig
 
     hub_kwargs = {k: v for k, v in {"revision": revision, "token": token, "cache_dir": cache_dir}.items() if v is not None}
-    ids = ("media_token_id", "visual_token_id", "audio_token_id", "audio_visual_token_id")
+    ids = ("media_token_id", "visual_modality_token_id", "audio_modality_token_id", "audio_visual_modality_token_id")
     forbidden = {"text_config", "vision_config", "audio_config", *ids} & set(settings)
     if forbidden:
         raise ValueError(f"{sorted(forbidden)} come from the components; pass only the other AvLlmConfig settings.")

@@ -63,9 +63,9 @@ def tiny_av_llm_config(**overrides):
         "num_audio_segments": 2,
         "audio_sampling_rate": 16000,
         "media_token_id": 512,
-        "visual_token_id": 513,
-        "audio_token_id": 514,
-        "audio_visual_token_id": 515,
+        "visual_modality_token_id": 513,
+        "audio_modality_token_id": 514,
+        "audio_visual_modality_token_id": 515,
     }
     kwargs.update(overrides)
     return AvLlmConfig(**kwargs)
