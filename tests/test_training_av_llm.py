@@ -16,6 +16,8 @@ to 0.02-0.04. Hence 100 steps and a 0.8 threshold per view.
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -173,3 +175,34 @@ def test_stage_one_trains_only_the_projectors(tmp_path):
     changed = [n for n, v in final.state_dict().items() if n.startswith("model.connector.")
                and not torch.equal(v, seen["initial"][n])]
     assert {n.split(".")[2] for n in changed} == {"temporal_projection", "spatial_projection", "audio_projection"}
+
+
+def test_lora_wraps_an_av_llm_like_a_favor_model():
+    """apply_lora: LoRA on the LLM's q/k/v/o only, the projectors trainable as a saved copy, encoders frozen; merging
+    gives back a plain AvLlmForConditionalGeneration that computes what the adapter model computes."""
+    from transformers_av.training import apply_lora, trainable_parameter_summary
+
+    torch.manual_seed(0)
+    config = tiny_av_llm_config()
+    model = apply_lora(AvLlmForConditionalGeneration(config), r=4, alpha=8, dropout=0.0)
+    summary = trainable_parameter_summary(model)
+    assert summary["vision_encoder"]["trainable"] == summary["audio_encoder"]["trainable"] == 0
+    assert summary["lm_head"]["trainable"] == 0
+    # LoRA: 2 layers x 4 projections x (A: 4 x 64 + B: 64 x 4)
+    assert summary["language_model"]["trainable"] == 2 * 4 * (4 * 64 + 64 * 4)
+    projectors = 2 * (32 * 64 + 64) + (512 * 64 + 64)
+    assert summary["connector"]["trainable"] == projectors and summary["connector"]["total"] == 2 * projectors
+    processor = tiny_av_llm_processor(config)
+    batch = processor(text=["<AUD> q", "<VIS> q"], audio=[np.zeros(16000, np.float32), None],
+                      images=[None, np.full((32, 32, 3), 200, np.uint8)], sampling_rate=16000, answers=["a", "b"])
+    loss = model(**batch).loss
+    loss.backward()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    optimizer.step()
+    assert any(bool(p.abs().sum() > 0) for n, p in model.named_parameters() if "lora_B" in n)  # the LoRA moved
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).logits
+        merged = model.merge_and_unload()
+        assert type(merged) is AvLlmForConditionalGeneration
+        assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)
