@@ -57,6 +57,7 @@ REMOTE_CODE: dict[str, RemoteCodeFamily] = {
             "processing/image_processing_favor.py",
             "processing/media.py",
             "processing/processing_favor.py",
+            "processing/self_contained.py",
         ),
         model_auto_map={
             "AutoConfig": "configuration_favor.FavorConfig",
@@ -86,6 +87,7 @@ REMOTE_CODE: dict[str, RemoteCodeFamily] = {
             "processing/batching.py",
             "processing/media.py",
             "processing/processing_av_llm.py",
+            "processing/self_contained.py",
         ),
         model_auto_map={
             "AutoConfig": "configuration_av_llm.AvLlmConfig",

@@ -23,6 +23,7 @@ from .batching import (
     prompt_token_ids,
     with_answer,
 )
+from .self_contained import SelfContainedProcessorMixin
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from .media import VideoClip  # noqa: F401
@@ -49,7 +50,7 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-class AvLlmProcessor(ProcessorMixin):
+class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
     r"""
     Builds the inputs of [`AvLlmForConditionalGeneration`] from prompts and media.
 
@@ -75,6 +76,8 @@ class AvLlmProcessor(ProcessorMixin):
             them and its own sound track is cut to them (a separate `audio` is not cut).
         prompt_template (`str`): used when a prompt has no placeholder; `{media}` and `{question}` are filled.
     """
+
+    remote_code_family = "av_llm"  # transformers_av.remote_code: its files and auto_map
 
     def __init__(
         self,
@@ -128,27 +131,6 @@ class AvLlmProcessor(ProcessorMixin):
             if token_id is not None and found != token_id:
                 raise ValueError(f"The tokenizer gives {token!r} id {found} but the model config expects {token_id}.")
         return processor
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`ProcessorMixin.save_pretrained`, plus the processor's own source files and `auto_map`, so the folder also
-        loads with `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` without transformers_av."""
-        if push_to_hub:
-            raise ValueError("Use AvLlmProcessor.push_to_hub(repo_id) to upload (it validates the processor first).")
-        result = super().save_pretrained(save_directory, **kwargs)
-        try:  # absent when this file itself runs as remote code: then the folder already has the sources
-            from transformers_av.remote_code import add_processor_code
-        except ImportError:
-            return result
-        add_processor_code(save_directory, "av_llm")
-        return result
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> Any:
-        """Upload the processor to the Hub after checking it (see [`transformers_av.hub.push_processor_to_hub`])."""
-        try:
-            from transformers_av.hub import push_processor_to_hub
-        except ImportError:  # running as remote code
-            return super().push_to_hub(repo_id, **kwargs)
-        return push_processor_to_hub(self, repo_id, **kwargs)
 
     @property
     def media_token_id(self) -> int:

@@ -21,6 +21,7 @@ from .batching import (
     prompt_token_ids,
     with_answer,
 )
+from .self_contained import SelfContainedProcessorMixin
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from .media import VideoClip  # noqa: F401
@@ -48,7 +49,7 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-class FavorProcessor(ProcessorMixin):
+class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
     r"""
     Builds the inputs of [`FavorForConditionalGeneration`] from prompts and media.
 
@@ -74,6 +75,8 @@ class FavorProcessor(ProcessorMixin):
         audio_visual_token (`str`, defaults to `"<AV>"`): the placeholder.
         prompt_template (`str`): used when a prompt has no placeholder; `{placeholder}` and `{question}` are filled.
     """
+
+    remote_code_family = "favor"  # transformers_av.remote_code: its files and auto_map
 
     def __init__(
         self,
@@ -142,29 +145,6 @@ class FavorProcessor(ProcessorMixin):
                 f"but the model expects audio_visual_token_id={config.audio_visual_token_id}."
             )
         return processor
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`ProcessorMixin.save_pretrained`, plus the processor's own source files and `auto_map` entries (processor,
-        image processor, BEATs feature extractor), so the folder also loads with
-        `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` where transformers_av is not installed."""
-        if push_to_hub:
-            raise ValueError("Use FavorProcessor.push_to_hub(repo_id) to upload (it validates the processor first).")
-        result = super().save_pretrained(save_directory, **kwargs)
-        try:  # absent when this file itself runs as remote code: then the folder already has the sources
-            from transformers_av.remote_code import add_processor_code
-        except ImportError:
-            return result
-        add_processor_code(save_directory, "favor")
-        return result
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> Any:
-        """Upload the processor to the Hub (see [`transformers_av.hub.push_processor_to_hub`] for the arguments): its
-        placeholder token and window settings are checked before anything is sent."""
-        try:
-            from transformers_av.hub import push_processor_to_hub
-        except ImportError:  # running as remote code
-            return super().push_to_hub(repo_id, **kwargs)
-        return push_processor_to_hub(self, repo_id, **kwargs)
 
     @staticmethod
     def get_possibly_dynamic_module(module_name):

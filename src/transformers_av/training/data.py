@@ -437,30 +437,36 @@ class FavorDataCollator:
 
     # -- the call ----------------------------------------------------------------------------------------------------
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise ValueError("FavorDataCollator got an empty batch")
-        samples = [self._sample(self._row(feature, i)) for i, feature in enumerate(features)]
-        samples = self._unpair(samples)
-        # unpaired samples carry an explicit audio: the processor then ignores their video's own sound track
-        # (use_video_audio applies only to samples without `audio`, i.e. the paired ones, which keep their sound)
-        batch = self.processor(
-            text=[s.text for s in samples],
-            videos=[s.video for s in samples],
-            audio=[s.audio for s in samples],
-            images=[s.image for s in samples],
-            answers=[s.answer for s in samples],
-            qformer_text=[s.qformer_text for s in samples],
-            use_video_audio=True,
-            padding_side=self.padding_side,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        batch = dict(batch)
+        samples = self._samples(features)
+        batch = self._process(samples, qformer_text=[s.qformer_text for s in samples])
         if self.ensure_all_modalities:
             batch = self._add_missing_modalities(batch)
         if self.modality_augmentation:
             batch = self._augment(batch)
         return batch
+
+    def _samples(self, features: Sequence[Mapping[str, Any]]) -> list[_Sample]:
+        """The batch's rows as samples, after the unpairing draws."""
+        if not features:
+            raise ValueError(f"{type(self).__name__} got an empty batch")
+        return self._unpair([self._sample(self._row(feature, i)) for i, feature in enumerate(features)])
+
+    def _process(self, samples: list[_Sample], **extra) -> dict[str, torch.Tensor]:
+        """One processor call for the samples (`extra`: processor-specific arguments)."""
+        # unpaired samples carry an explicit audio: the processor then ignores their video's own sound track
+        # (use_video_audio applies only to samples without `audio`, i.e. the paired ones, which keep their sound)
+        return dict(self.processor(
+            text=[s.text for s in samples],
+            videos=[s.video for s in samples],
+            audio=[s.audio for s in samples],
+            images=[s.image for s in samples],
+            answers=[s.answer for s in samples],
+            use_video_audio=True,
+            padding_side=self.padding_side,
+            max_length=self.max_length,
+            return_tensors="pt",
+            **extra,
+        ))
 
     def _add_missing_modalities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Zero dummy inputs for the modalities the whole batch lacks (see `ensure_all_modalities`)."""
@@ -531,24 +537,10 @@ class AvLlmDataCollator(FavorDataCollator):
     VIEWS = ("visual", "audio", "audio_visual")
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise ValueError("AvLlmDataCollator got an empty batch")
-        samples = [self._sample(self._row(feature, i)) for i, feature in enumerate(features)]
-        samples = self._unpair(samples)
+        samples = self._samples(features)
         if self.modality_augmentation:
             samples = [view for sample in samples for view in self._views(sample)]
-        batch = self.processor(
-            text=[s.text for s in samples],
-            videos=[s.video for s in samples],
-            audio=[s.audio for s in samples],
-            images=[s.image for s in samples],
-            answers=[s.answer for s in samples],
-            use_video_audio=True,
-            padding_side=self.padding_side,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return dict(batch)
+        return self._process(samples)
 
     def _views(self, sample: _Sample) -> list[_Sample]:
         """The `<VIS>` / `<AUD>` / `<AUD_VIS>` copies of an audio-visual sample (the sample itself otherwise)."""
