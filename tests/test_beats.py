@@ -16,6 +16,8 @@ from transformers_av.conversion.beats import beats_config_from_official, convert
 from transformers_av.modeling.beats import BeatsModel, beats_token_padding_mask
 from transformers_av.processing.feature_extraction_beats import BeatsFeatureExtractor
 
+from log_mel_tolerance import beats_fbank_bound, within_db_of_frame_peak
+
 
 FIXTURE = Path(__file__).parent / "fixtures" / "beats"
 DATA_KEYS = ("waveform_int16", "beats_fbank", "beats_output")
@@ -51,9 +53,23 @@ def test_fbank_matches_official(fixture):
     assert out["input_features"].shape == (1, 298, 128)
     assert out["input_features"].dtype == torch.float32
     assert out["attention_mask"].shape == (1, 298) and bool(out["attention_mask"].all())
-    diff = (out["input_features"] - data["beats_fbank"]).abs().max().item()
-    print(f"fbank max abs diff vs official: {diff:.3g}")
-    assert diff <= 1e-5
+    # The reference was computed by torchaudio on another machine. FFT round-off is ~eps32 * sqrt(frame power) in
+    # every bin, so after the log a mel bin E dB below its frame's peak moves by ~eps32 * sqrt(Emax / E) / (2 * std):
+    # 1e-5..1e-4 in the quiet low mel bins on another CPU's FFT kernels (issue 18; derivation and the margin of the
+    # constant in tests/log_mel_tolerance.py). So: (a) 1e-5 within 50 dB of the frame's peak (90% of the entries;
+    # measured <= 4.5e-6 with five other FFTs), (b) the FFT round-off bound everywhere.
+    ours, official = out["input_features"][0], data["beats_fbank"][0]
+    diff = (ours.double() - official.double()).abs()
+    loud = within_db_of_frame_peak(official, 50)
+    bound = beats_fbank_bound(official)
+    print(
+        f"fbank max abs diff vs official: {diff.max().item():.3g} (within 50 dB of the frame peak: "
+        f"{diff[loud].max().item():.3g}); largest share of the per-entry bound: {(diff / bound).max().item():.3g}"
+    )
+    assert loud.float().mean().item() >= 0.8  # the 1e-5 region is most of the fbank (0.90), never silently empty
+    assert diff[loud].max().item() <= 1e-5
+    worst = divmod((diff / bound).argmax().item(), diff.shape[1])
+    assert (diff <= bound).all(), f"(frame, bin) {worst}: diff {diff[worst]:.3g} > bound {bound[worst]:.3g}"
 
 
 def test_model_matches_official(model, fixture):
@@ -64,6 +80,8 @@ def test_model_matches_official(model, fixture):
     assert out.shape == data["beats_output"].shape == (1, 144, 32)
     diff = (out - data["beats_output"]).abs().max().item()
     print(f"BEATs output max abs diff vs official: {diff:.3g}")
+    # same input, official run on another machine: fp32 round-off of a 2-layer encoder on O(1) activations (max |x| 2.9)
+    # in another summation order; measured <= 1.3e-6 under every setting of tools/check_portability.sh
     assert diff <= 1e-5
     assert torch.equal(out, masked)
 
@@ -73,7 +91,16 @@ def test_end_to_end_from_waveform(model, fixture):
     features = BeatsFeatureExtractor()(official_waveform(data), sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
         out = model(**features).last_hidden_state
-    assert (out - data["beats_output"]).abs().max().item() <= 1e-5
+    # 1e-5 for the model's own round-off (as in test_model_matches_official) plus the share of the input: our fbank
+    # differs from the official one by up to ~1e-4 in quiet low mel bins on other CPUs' FFT kernels (issue 18, see
+    # test_fbank_matches_official). Perturbing mel bins 0-5 of every frame by +-delta moves this model's output by
+    # 1.6-2.0 x delta (measured, max norm), hence 2 x the fbank difference measured here. (Real FFT-rounding errors are
+    # sparse -- a few entries per frame -- and moved it by only 0.2 x their max. Errors spread over all 128 bins have a
+    # gain of ~25, but outside the quiet bins they are a few 1e-7, held to 1e-5 by test_fbank_matches_official.)
+    fbank_diff = (features["input_features"] - data["beats_fbank"]).abs().max().item()
+    diff = (out - data["beats_output"]).abs().max().item()
+    print(f"BEATs output from the waveform, max abs diff vs official: {diff:.3g} (fbank max abs diff {fbank_diff:.3g})")
+    assert diff <= 1e-5 + 2 * fbank_diff
 
 
 def test_save_load_round_trip(model, tmp_path):
@@ -116,6 +143,9 @@ def test_batch_padding(model, fixture):
         alone = model(**extractor(short, sampling_rate=16000, return_tensors="pt")).last_hidden_state
         first = model(**extractor(long, sampling_rate=16000, return_tensors="pt")).last_hidden_state
     assert alone.shape == (1, 80, 32)
+    # same extractor, same model, same process (each sample is featurised on its own, so the fbanks are identical):
+    # only the batch size changes how the fp32 matmuls and the masked attention are blocked and summed -> 1e-5 on O(1)
+    # activations (measured <= 9.5e-7)
     assert (batched[1, :80] - alone[0]).abs().max().item() <= 1e-5
     assert (batched[0] - first[0]).abs().max().item() <= 1e-5
 
@@ -131,7 +161,7 @@ def test_batch_padding(model, fixture):
         batched = model(**batch).last_hidden_state
         alone = model(**extractor(short, sampling_rate=16000, return_tensors="pt")).last_hidden_state
     assert alone.shape == (1, 80, 32)
-    assert (batched[1, :80] - alone[0]).abs().max().item() > 1e-3
+    assert (batched[1, :80] - alone[0]).abs().max().item() > 1e-3  # a real difference (measured 0.44), not round-off
 
 
 def test_extractor_inputs_and_sampling_rate():
