@@ -129,10 +129,15 @@ def test_bf16_and_device_map_loading(tmp_path):
         assert bf16.dtype == torch.bfloat16
         logits = bf16(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in batch.items()}).logits
     assert torch.isfinite(logits.float()).all()
-    assert (logits.float() - reference).abs().max() < 0.1 * reference.abs().max()
+    # bf16 has 8 significant bits (unit round-off 2^-8 = 0.4% per op): 10% of the largest logit is loose but model-size
+    # independent (measured 0.0066 vs 0.07). The placeholder's column is masked to finfo.min (-3.4e38, -3.39e38 in
+    # bf16) and is left out: with it the bound was 3.4e37 and checked nothing.
+    real = torch.arange(reference.shape[-1]) != model.config.audio_visual_token_id
+    assert (logits.float() - reference)[..., real].abs().max() < 0.1 * reference[..., real].abs().max()
     mapped = FavorForConditionalGeneration.from_pretrained(tmp_path, device_map="auto")
     assert {p.device.type for p in mapped.parameters()} == {"cpu"}
     with torch.no_grad():
+        # same weights, same device, same process: only loading differs (measured 0, exact in practice)
         assert torch.allclose(mapped(**batch).logits, reference, atol=1e-5)
 
 
@@ -175,6 +180,7 @@ def test_left_padded_batch_equals_one_by_one():
         av_batch = model.get_audio_visual_features(**{k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")})
         av_alone = model.get_audio_visual_features(**{k: v for k, v in single.items() if k not in ("input_ids", "attention_mask")})
         n = plans[i].num_tokens
+        # same process, batched vs alone: fp32 matmul blocking and masked windows only; O(1) embeds, measured 3e-8
         assert torch.allclose(av_batch.embeds[i, :n], av_alone.embeds[0, :n], atol=1e-5)
 
 
@@ -195,6 +201,7 @@ def test_modalities_video_only_audio_only_and_image():
     repeated = dict(media, pixel_values_videos=media["pixel_values_videos"].expand(-1, 8, -1, -1, -1),
                     video_frame_mask=torch.ones(1, 8, dtype=torch.bool))
     as_video = model.get_audio_visual_features(**repeated)
+    # same values by construction, computed once vs 8 times (other batch shapes): a few ulps, measured 6e-8
     assert torch.allclose(as_image.embeds, as_video.embeds, atol=1e-6)
     assert as_image.frame_counts.tolist() == [8]
 
@@ -217,6 +224,7 @@ def test_frozen_encoders_get_no_gradient_and_loss_reports_both_terms():
     labels = batch["input_ids"].clone()
     labels[labels == model.config.audio_visual_token_id] = -100
     out = model(**batch, labels=labels)
+    # the same sum recomputed: allclose's defaults (rtol 1e-5) cover one rounding of an O(6) loss (measured 0)
     assert torch.allclose(out.loss, out.lm_loss + model.config.diversity_loss_weight * out.diversity_loss)
     out.loss.backward()
     for name, module in model.model.encoder_modules().items():
