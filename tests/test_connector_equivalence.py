@@ -11,6 +11,10 @@ from transformers_av.testing.reference import (
     reference_diversity_loss,
 )
 
+# Same weights, same inputs, same process: the batched super-window connector vs one Q-Former call per window (or per
+# resolution). Only the fp32 matmul blocking and masked-vs-sliced attention (softmax over padded keys) differ, so the
+# summation order changes: 1e-5 on O(1) activations (measured <= 7.2e-7 under every setting of
+# tools/check_portability.sh; the diversity losses, O(0.5) means of cosines, <= 1.5e-8).
 ATOL = 1e-5
 TOKENS_PER_FRAME = 32
 

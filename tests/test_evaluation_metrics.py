@@ -8,6 +8,10 @@ import pytest
 
 from transformers_av.evaluation import METRICS, load_metric, metric_path, scoring
 
+# Tolerances here: every expected value is derived by hand from counts (WER, accuracies, CIDEr, METEOR), i.e. analytic;
+# the metrics are float64 arithmetic, so pytest.approx's default rel 1e-6 only absorbs rounding. abs=1e-12 where
+# another implementation evaluates the same float64 formulas (pycocoevalcap, pre-tokenised input).
+
 # --------------------------------------------------------------------------------------------------------------- WER
 
 
@@ -157,6 +161,7 @@ def test_meteor_hand_worked():
     result = scoring.meteor(["a man is riding a horse", "a dog"], [["a man is riding a horse"], ["a cat sleeps"]])
     p, r = 0.25, 1 / 7
     assert result.per_sample[0] == pytest.approx(1.0)
+    # the Java jar's double arithmetic read back from its text output vs the hand formula (measured equal)
     assert result.per_sample[1] == pytest.approx(p * r / (0.85 * p + 0.15 * r) * 0.4, abs=1e-5)
 
 

@@ -180,7 +180,7 @@ def test_cli_evaluate_streams_resumes_and_writes_summary_and_model_card(tiny_mod
     results = read_jsonl(out / "results.jsonl")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 3 and summary["task"] == "nextqa_mc"
-    assert summary["value"] == pytest.approx(sum(r["score"] for r in results) / 3)
+    assert summary["value"] == pytest.approx(sum(r["score"] for r in results) / 3)  # the same float64 mean
     assert summary["ci95"][0] <= summary["value"] <= summary["ci95"][1]
     assert "| nextqa_mc | accuracy ↑ |" in (out / "summary.md").read_text()
     front = card.read_text()

@@ -19,6 +19,9 @@ from transformers_av.processing.media import MediaDecodeError, load_video  # noq
 from transformers_av.testing.media import write_video  # noqa: E402
 
 GRAY_STEP = 6  # frame i has gray level 6 * i (40 frames -> at most 234)
+# Tolerances here: sample times k * D / N and frame timestamps (pts x time_base) are analytic values turned into floats,
+# so assert_allclose's default rtol 1e-7 / pytest.approx's 1e-6 only absorb float64 rounding; frames of the lossless
+# test videos are compared exactly.
 
 
 def _gray_frames(count: int, side: int = 16) -> np.ndarray:
@@ -235,6 +238,7 @@ def test_uniform_with_frame_transforms(videos):
     # indices 0, 0, 1, 1, 2, 3, 3, 4 (see above): 5 distinct frames transformed once each, in batches of <= 3
     assert clip.frames.shape == (8, 8, 8, 3) and clip.frames.dtype == np.float32
     assert sum(batches) == 5 and max(batches) <= 3
+    # the transform's float32 division vs numpy's float64 one: float32 rounding (measured 3e-9 absolute)
     np.testing.assert_allclose(clip.frames[:, 0, 0, 0], np.array([0, 0, 6, 6, 12, 18, 18, 24]) / 255, rtol=1e-6)
     assert clip.source_frame_indices.tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
 
@@ -247,7 +251,7 @@ def test_uniform_with_frame_transforms(videos):
 
     memory = load_video(_gray_frames(10), sampling="uniform", num_frames=4, frames_transform=halve)
     assert memory.frames.shape == (4, 8, 8, 3)
-    np.testing.assert_allclose(memory.frames[:, 0, 0, 0], np.array([0, 12, 30, 42]) / 255, rtol=1e-6)
+    np.testing.assert_allclose(memory.frames[:, 0, 0, 0], np.array([0, 12, 30, 42]) / 255, rtol=1e-6)  # float32 / 255
 
 
 # --------------------------------------------------------------------------------------------------------------------

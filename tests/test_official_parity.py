@@ -16,6 +16,13 @@ from transformers_av import FavorForConditionalGeneration
 from transformers_av.conversion.favor import convert_official_state_dict, favor_config_from_official
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official_tiny"
+# Against tensors the official code computed on another machine, in fp32, through chains of O(10) layers on O(1)
+# activations (max |x| 2.6-4.6): our implementation and the official one round in different orders, and on another CPU
+# the matmul / softmax kernels round differently again. No log / exp of small quantities and no FFT amplifies it (the
+# fbank is a stored input here). Measured max over every stage and every setting of tools/check_portability.sh:
+# 5.5e-6 (Whisper encoder: 1500-position attention), 4.5e-6 (audio tokens / joint features), the AVX-512 Xeon of
+# issue 18 passed too: 1e-5. Logits sit at the end of the longest chain (LLM layers on top of every stage):
+# 10x (measured 7e-6).
 ATOL = 1e-5
 LOGITS_ATOL = 1e-4
 VOCAB = 512  # the official tiny vocabulary; ours has one more row for the placeholder

@@ -161,8 +161,8 @@ def test_stage_one_trains_only_the_projectors(tmp_path):
         2e-3, 0.9, 0.98, "SchedulerType.COSINE")
     assert args.get_warmup_steps(34) == math.ceil(0.03 * 34) == 2
     # warm-up: 0 -> 1e-3 -> 2e-3 over 2 steps, then cosine decay
-    assert seen["lrs"][:3] == pytest.approx([0.0, 1e-3, 2e-3])
-    assert seen["lrs"][-1] < 2e-3 * 0.01
+    assert seen["lrs"][:3] == pytest.approx([0.0, 1e-3, 2e-3])  # analytic schedule, float rounding only
+    assert seen["lrs"][-1] < 2e-3 * 0.01  # end of the cosine decay (measured 4.8e-6)
     assert seen["trainable"] == ["connector"]
 
     final = AutoModelForMultimodalLM.from_pretrained(tmp_path / "run" / "final")
@@ -205,4 +205,5 @@ def test_lora_wraps_an_av_llm_like_a_favor_model():
         expected = model(**batch).logits
         merged = model.merge_and_unload()
         assert type(merged) is AvLlmForConditionalGeneration
+        # W + B A folded into one weight vs the adapter's separate path: fp32 summation order (measured 1.8e-7)
         assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)

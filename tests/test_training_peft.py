@@ -235,13 +235,16 @@ def test_gradient_accumulation_equals_full_batch(tmp_path):
     # an unmodified transformers.Trainer on the padded batch of 4, FavorTrainer on 4 micro-batches of 1
     full_log, full_grads = run_one_step(tmp_path, Trainer, 4, 1)
     accum_log, accum_grads = run_one_step(tmp_path, FavorTrainer, 1, 4)
+    # same process, same weights: one padded batch of 4 vs 4 micro-batches summed, i.e. other batch shapes and another
+    # summation order of the fp32 token losses / gradients. Loss O(6): 1e-5 ~ 20 ulps (measured 4.8e-7); gradients
+    # O(0.3) at most, allclose's atol 1e-5 + rtol 1e-5 (measured <= 7.5e-8)
     assert abs(full_log["loss"] - accum_log["loss"]) < 1e-5
-    assert abs(accum_log["lm_loss"] - accum_log["loss"]) < 1e-6  # weight 0: the LM loss is the loss
+    assert abs(accum_log["lm_loss"] - accum_log["loss"]) < 1e-6  # weight 0: the LM loss is the loss (measured 0)
     assert full_grads.keys() == accum_grads.keys() and len(full_grads) > 0
     for name in full_grads:
         assert torch.allclose(full_grads[name], accum_grads[name], atol=1e-5), name
     # num_items_in_batch does matter here: the mean of the per-sample mean losses (what accumulation without it
-    # would report) is another number, ~5e-3 away at these near-uniform random-init losses
+    # would report) is another number, 0.025 away (measured) at these near-uniform random-init losses: far above 1e-3
     model = lora_model(config={"diversity_loss_weight": 0.0})
     with torch.no_grad():
         per_sample = [model(**Collator(model.config)([s])).loss.item() for s in SAMPLES]
@@ -262,6 +265,8 @@ def test_gradient_accumulation_applies_the_diversity_weight_once():
     num_items = sum(counts)
     full = model(**collator(SAMPLES), num_items_in_batch=num_items)
     micro = [model(**b, num_items_in_batch=num_items) for b in batches]
+    # same process: the sum of 4 micro-batch losses vs the batch of 4, fp32 sums of O(6) losses in another order
+    # (measured 6e-8); the diversity terms are O(2e-3), so 1e-6 is still ~1000 ulps of them (measured 3e-8)
     assert abs(sum(out.lm_loss.item() for out in micro) - full.lm_loss.item()) < 1e-5
     diversity_part = sum(out.loss.item() - out.lm_loss.item() for out in micro)
     weighted_mean = sum(c / num_items * out.diversity_loss.item() for c, out in zip(counts, micro))
@@ -305,6 +310,8 @@ def test_adapter_round_trip_is_bit_exact_and_merge_keeps_logits(tmp_path):
     assert type(merged) is FavorForConditionalGeneration
     assert lora_module_names(merged) == []
     with torch.no_grad():
+        # W + B A folded into one weight vs the adapter's separate path: fp32 summation order on O(1) logits
+        # (measured 2.5e-7)
         assert torch.allclose(merged(**batch).logits, reference, atol=1e-5)
 
 
@@ -326,7 +333,7 @@ def test_favor_trainer_logs_loss_terms_and_learns(tmp_path):
     weight = model.config.diversity_loss_weight
     for entry in logs:
         assert {"lm_loss", "diversity_loss"} <= entry.keys()
-        # averaged over the same 4 steps as `loss`
+        # averaged over the same 4 steps as `loss`: the same sums in another order, relative 1e-5 (measured 3.6e-8)
         assert abs(entry["loss"] - (entry["lm_loss"] + weight * entry["diversity_loss"])) < 1e-5 * entry["loss"]
     # mean of steps 1-4 vs mean of steps 17-20: measured 0.59
     assert logs[-1]["loss"] < 0.7 * logs[0]["loss"]
@@ -363,6 +370,8 @@ def test_llm_gradient_checkpointing_same_loss_and_gradients():
     loss_off, grads_off, _ = step(False)
     loss_on, grads_on, calls = step(True)
     assert calls == ["layers.0", "layers.1"]  # every LLM decoder layer went through the checkpoint, nothing else
+    # recomputation in the backward pass runs the very same kernels on the same inputs (measured 0); 1e-5 absorbs a
+    # recomputation that is not bit-identical
     assert torch.allclose(loss_on, loss_off, atol=1e-5)
     for name in grads_off:
         assert torch.allclose(grads_on[name], grads_off[name], atol=1e-5), name
