@@ -54,7 +54,7 @@ def test_matches_the_official_preprocessing(official_processor, tmp_path):
     processor, config, _ = official_processor
     audio_path, inputs = official_audio(tmp_path)
     batch = processor(text=QUESTION, videos=MEDIA / "official_tiny_video.mp4", audio=audio_path)
-    # The official tensors were computed on another machine; the decoded frames are bit-exact, not what follows.
+    # The official tensors were computed on another machine: decoding is bit-exact (uint8), the float steps are not.
     # Pixels: bicubic resize + CLIP normalisation, ~16 ulps of 1 / std 0.2613 ~ 7e-6 on other CPU kernels (see
     # test_release_checkpoints; measured 4.7e-6 with ATen's default kernels, which broke the former torch.equal): 1e-5.
     assert (batch["pixel_values_videos"] - inputs["pixel_values"]).abs().max() <= 1e-5
