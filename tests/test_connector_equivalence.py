@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from transformers_av.modeling.connector import FavorConnector
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.models.favor.connector import FavorConnector
+from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.testing.reference import (
     per_resolution_connector,
     per_window_connector,
@@ -112,7 +112,7 @@ def test_diversity_loss_equals_direct_computation(resolutions_for_loss):
 
     torch.testing.assert_close(batched.diversity_loss, expected, atol=ATOL, rtol=0)
     torch.testing.assert_close(loop.diversity_loss, expected, atol=ATOL, rtol=0)
-    from transformers_av.modeling.windows import window_plan
+    from transformers_av.models.favor.windows import window_plan
 
     plans = [window_plan(c, connector.config.resolutions) for c in [25, 8]]
     torch.testing.assert_close(

@@ -1,4 +1,4 @@
-"""Media loading for the processor: `transformers_av.processing.media` (real decoding with PyAV / soundfile)."""
+"""Media loading for the processor: `transformers_av.media` (real decoding with PyAV / soundfile)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ pytest.importorskip("PIL")
 
 from PIL import Image  # noqa: E402
 
-from transformers_av.processing import media  # noqa: E402
-from transformers_av.processing.media import (  # noqa: E402
+from transformers_av import media  # noqa: E402
+from transformers_av.media import (  # noqa: E402
     MediaDecodeError,
     NoAudioTrackError,
     NoVideoTrackError,
@@ -30,7 +30,7 @@ from transformers_av.processing.media import (  # noqa: E402
     load_video,
     resample_audio,
 )
-from transformers_av.testing.media import make_frames, make_tone, write_video, write_wav  # noqa: E402
+from transformers_av.synthetic.media import make_frames, make_tone, write_video, write_wav  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "media"
 OFFICIAL_VIDEO = FIXTURES / "official_tiny_video.mp4"
@@ -182,7 +182,7 @@ def test_fps_sampling_all_containers(tmp_path, suffix):
 
 
 def test_max_seconds_max_frames_and_size(clips, caplog):
-    with caplog.at_level(logging.WARNING, logger="transformers_av.processing.media"):
+    with caplog.at_level(logging.WARNING, logger="transformers_av.media"):
         cut = load_video(clips["lossless"], fps=2, max_seconds=1.2)
     assert cut.source_frame_indices.tolist() == [0, 4, 8] and cut.truncated
     assert "cut" in caplog.text
@@ -292,7 +292,7 @@ def test_truncated_files(clips, tmp_path, caplog):
     data = full.read_bytes()
     cut = tmp_path / "half.mkv"
     cut.write_bytes(data[: len(data) // 2])
-    with caplog.at_level(logging.WARNING, logger="transformers_av.processing.media"):
+    with caplog.at_level(logging.WARNING, logger="transformers_av.media"):
         clip = load_video(cut, fps=2)
     assert "truncated" in caplog.text
     assert 0 < len(clip) < 10 and clip.duration < 5.0

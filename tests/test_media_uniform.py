@@ -15,8 +15,8 @@ import torch
 
 av = pytest.importorskip("av")
 
-from transformers_av.processing.media import MediaDecodeError, load_video  # noqa: E402
-from transformers_av.testing.media import write_video  # noqa: E402
+from transformers_av.media import MediaDecodeError, load_video  # noqa: E402
+from transformers_av.synthetic.media import write_video  # noqa: E402
 
 GRAY_STEP = 6  # frame i has gray level 6 * i (40 frames -> at most 234)
 
@@ -118,7 +118,7 @@ def test_uniform_repeats_frames_of_a_short_video(videos):
 
 
 def test_uniform_max_seconds(videos, caplog):
-    with caplog.at_level(logging.WARNING, logger="transformers_av.processing.media"):
+    with caplog.at_level(logging.WARNING, logger="transformers_av.media"):
         clip = load_video(videos["mp4"], sampling="uniform", num_frames=8, max_seconds=2)
     # D = min(4, 2) = 2 s, step 0.25 s: targets 0, 0.25, ..., 1.75 s -> frames floor(10 * t) = 0, 2, 5, 7, 10, 12, 15,
     # 17 (levels 0, 12, 30, 42, 60, 72, 90, 102)

@@ -1,4 +1,4 @@
-"""Tests of transformers_av.testing.media: everything written is decoded back with PyAV / soundfile and checked."""
+"""Tests of transformers_av.synthetic.media: everything written is decoded back with PyAV / soundfile and checked."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ av = pytest.importorskip("av")
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("PIL")
 
-from transformers_av.testing.media import (  # noqa: E402
+from transformers_av.synthetic.media import (  # noqa: E402
     DEFAULT_PALETTE,
     SyntheticClip,
     make_av_clip,

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from transformers_av import AvLlmForConditionalGeneration
-from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-from transformers_av.testing.processor import tiny_av_llm_processor
+from transformers_av.presets.tiny import tiny_av_llm_config
+from transformers_av.presets.tiny import tiny_av_llm_processor
 from transformers_av.training import MATCH_TONES, AvLlmDataCollator, load_av_dataset, make_match_task
 from transformers_av.training.cli import STAGE_COMMON, STAGE_RECIPES, TrainSettings, load_train_settings, run_training
 

@@ -17,12 +17,12 @@ from transformers import AutoModelForMultimodalLM, AutoProcessor, TrainerCallbac
 
 from transformers_av import FavorForConditionalGeneration
 from transformers_av.cli import build_parser
-from transformers_av.testing.configs import tiny_favor_config
-from transformers_av.testing.media import make_frames, make_tone, write_video, write_wav
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.presets.tiny import tiny_favor_config
+from transformers_av.synthetic.media import make_frames, make_tone, write_video, write_wav
+from transformers_av.presets.tiny import tiny_processor
 from transformers_av.training import FavorDataCollator, load_train_settings, run_training, weights_digest
 from transformers_av.training.cli import RowNamingCollator, load_training_dataset
-from transformers_av.training.synthetic import make_sync_task
+from transformers_av.synthetic.tasks import make_sync_task
 
 IMAGE = 28  # tiny ViT input: 2 x 2 patches
 

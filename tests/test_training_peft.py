@@ -13,7 +13,7 @@ from safetensors import safe_open
 from transformers import Trainer, TrainerCallback
 
 from transformers_av import FavorForConditionalGeneration, window_plan
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.training import (
     LLM_ATTENTION_LORA_TARGET_REGEX,
     LLM_ATTENTION_MLP_LORA_TARGET_REGEX,

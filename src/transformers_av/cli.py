@@ -11,8 +11,8 @@ from pathlib import Path
 def _convert(args) -> int:
     import torch
 
-    from .configuration import FavorConfig
-    from .configuration.presets import favor_preset
+    from .models import FavorConfig
+    from .presets.paper import favor_preset
     from .conversion.checkpoint import assemble_official_state_dict, convert_checkpoint, load_official_file
     from .conversion.favor import favor_config_from_official
 
@@ -46,7 +46,7 @@ def _convert(args) -> int:
 
 
 def _presets(args) -> int:
-    from .configuration.presets import AV_LLM_PRESETS, PRESETS, preset_parameter_counts
+    from .presets.paper import AV_LLM_PRESETS, PRESETS, preset_parameter_counts
 
     print("| preset | total | LLM | Whisper encoder | BEATs | ViT + Q-Former | connector |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -71,11 +71,11 @@ def _demo(args) -> int:
 
     import torch
 
-    from .modeling.av_llm import AvLlmForConditionalGeneration
-    from .modeling.favor import FavorForConditionalGeneration
+    from .models.av_llm.modeling_av_llm import AvLlmForConditionalGeneration
+    from .models.favor.modeling_favor import FavorForConditionalGeneration
     from .testing import make_av_clip, tiny_favor_config
-    from .testing.configs_av_llm import tiny_av_llm_config
-    from .testing.processor import tiny_av_llm_processor, tiny_processor
+    from .presets.tiny import tiny_av_llm_config
+    from .presets.tiny import tiny_av_llm_processor, tiny_processor
 
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..configuration import FavorConfig
+from ..models import FavorConfig
 from .favor import ConversionReport, convert_official_state_dict
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def convert_checkpoint(
     config with the official decoding defaults). Refuses to write anything when keys are missing or unexpected."""
     from huggingface_hub import save_torch_state_dict
 
-    from ..modeling.favor import FavorForConditionalGeneration
+    from ..models.favor.modeling_favor import FavorForConditionalGeneration
 
     state_dict, lora, report = convert_official_state_dict(official, config, lora_alpha=lora_alpha, merge_lora=merge_lora)
     report.raise_if_incomplete()

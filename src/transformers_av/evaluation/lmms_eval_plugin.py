@@ -55,7 +55,7 @@ def _audio_value(value: Any) -> Any:
     """A path as it is; a `datasets` Audio value (`{"array", "sampling_rate"}`) as a 16 kHz mono waveform."""
     if not _is_audio_array(value):
         return value
-    from transformers_av.processing.media import load_audio
+    from transformers_av.media import load_audio
 
     return load_audio(value["array"], sampling_rate=_SAMPLING_RATE,
                       source_sampling_rate=int(value["sampling_rate"])).waveform

@@ -1,7 +1,7 @@
 """Slow, obviously-correct reference paths of the FAVOR connector, for tests and benchmarks.
 
 `FavorConnector.forward` runs every window of every resolution in ONE batched Q-Former call (the "super-window"
-layout with block-diagonal masks, see `transformers_av.modeling.qformer`). The functions here compute the same
+layout with block-diagonal masks, see `transformers_av.models.favor.qformer`). The functions here compute the same
 `ConnectorOutput` from the connector's own modules without that trick:
 
 * `per_resolution_connector`: one Q-Former call per resolution, batching that resolution's windows (each window is
@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..modeling.connector import ConnectorOutput, FavorConnector
-from ..modeling.qformer import build_window_masks
-from ..modeling.sync import frame_validity
-from ..modeling.windows import window_plan
+from ..models.favor.connector import ConnectorOutput, FavorConnector
+from ..models.favor.qformer import build_window_masks
+from ..models.favor.sync import frame_validity
+from ..models.favor.windows import window_plan
 
 
 def _prepare(connector: FavorConnector, joint_tokens: torch.Tensor, frame_counts: torch.Tensor):

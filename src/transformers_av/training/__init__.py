@@ -12,7 +12,7 @@ from .peft import (
     lora_config,
     trainable_parameter_summary,
 )
-from .synthetic import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
+from ..synthetic.tasks import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
 from .trainer import (
     LOSS_TERMS,
     FavorTrainer,

@@ -36,7 +36,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-TINY_MODELS = {"tiny-video-salmonn": "video_salmonn", "tiny-favor": "favor", "tiny-av-llm": "av_llm"}
+from ..models import AvLlmForConditionalGeneration, family_of
+from ..presets import ALL_PRESETS, TINY_MODELS, preset_config
+
 #: The Audio-Visual LLM paper's two training stages (Shu et al., 2023), as defaults under `stage: 1|2`; settings given
 #: in the YAML file or on the command line still win. Both: AdamW betas (0.9, 0.98), cosine schedule, 3% warm-up.
 STAGE_RECIPES: dict[int, dict[str, Any]] = {
@@ -370,32 +372,18 @@ def build_model_and_processor(settings: TrainSettings):
     frozen with `train_llm: false`; no LoRA yet) and its processor."""
     from transformers import AutoModelForMultimodalLM, AutoProcessor
 
-    from ..configuration.presets import ALL_PRESETS, preset_config
-    from ..modeling.av_llm import AvLlmForConditionalGeneration
-    from ..modeling.favor import FavorForConditionalGeneration
     from .peft import trainable_model_classes
 
     name, overrides = settings.model, dict(settings.model_config_overrides)
-    if name in TINY_MODELS and TINY_MODELS[name] == "av_llm":
-        from ..testing.configs_av_llm import tiny_av_llm_config
-        from ..testing.processor import tiny_av_llm_processor
-
-        config = tiny_av_llm_config(**overrides)
-        model = AvLlmForConditionalGeneration(config)
-        processor = AutoProcessor.from_pretrained(settings.processor) if settings.processor else tiny_av_llm_processor(config)
-    elif name in TINY_MODELS:
-        from ..testing.configs import tiny_favor_config
-        from ..testing.processor import tiny_processor
-
-        config = tiny_favor_config(TINY_MODELS[name], **overrides)
-        model = FavorForConditionalGeneration(config)
-        processor = AutoProcessor.from_pretrained(settings.processor) if settings.processor else tiny_processor(config)
+    if name in TINY_MODELS:
+        model, processor = TINY_MODELS[name].build(**overrides)
+        if settings.processor:
+            processor = AutoProcessor.from_pretrained(settings.processor)
     elif name.lower() in ALL_PRESETS:
         if not settings.processor:
             raise ValueError(f"A from-scratch {name!r} model needs 'processor' (a processor folder or Hub id).")
         config = preset_config(name, **overrides)
-        model_class = AvLlmForConditionalGeneration if config.model_type == "av_llm" else FavorForConditionalGeneration
-        model = model_class(config)
+        model = family_of(config).generation_class(config)
         processor = AutoProcessor.from_pretrained(settings.processor)
     else:
         model = AutoModelForMultimodalLM.from_pretrained(name, **overrides)
@@ -545,7 +533,6 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
     calls it; only the main process writes the final model."""
     from transformers import set_seed
 
-    from ..modeling.av_llm import AvLlmForConditionalGeneration
     from .data import AvLlmDataCollator, FavorDataCollator
     from .peft import apply_lora
     from .trainer import FavorTrainer, enable_llm_gradient_checkpointing
@@ -556,7 +543,7 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
 
     train_data, media_root = settings.train_data, settings.media_root
     if train_data in SYNTHETIC_TASKS:
-        from .synthetic import make_match_task, make_sync_task
+        from ..synthetic.tasks import make_match_task, make_sync_task
 
         make_task = make_sync_task if train_data == SYNTHETIC_SYNC_DATA else make_match_task
         root = Path(settings.output_dir) / "synthetic_data"
@@ -626,7 +613,7 @@ def _push_final(trainer, settings: TrainSettings, final_dir: Path, train_data: s
         trainer.args, datasets=[dataset_name], model=trained, num_examples=num_examples,
         notes=f"transformers-av train, {trainer.state.global_step} optimizer steps",
     )
-    base = None if settings.model in TINY_MODELS or settings.model.lower() in _presets() else settings.model
+    base = None if settings.model in TINY_MODELS or settings.model.lower() in ALL_PRESETS else settings.model
     model = AutoModelForMultimodalLM.from_pretrained(final_dir)
     processor = AutoProcessor.from_pretrained(final_dir)
     push_to_hub(model, settings.hub_model_id, processor=processor, private=settings.hub_private, training=training,
@@ -651,7 +638,7 @@ def _save_final(trainer, settings: TrainSettings, processor, final_dir: Path) ->
         # the in-memory weights are shards: merge from the saved adapter on top of the base checkpoint
         trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():
-            if settings.model in TINY_MODELS or settings.model.lower() in _presets():
+            if settings.model in TINY_MODELS or settings.model.lower() in ALL_PRESETS:
                 print(f"note: the base model is a from-scratch {settings.model!r} under FSDP/ZeRO-3; only the "
                       f"adapter is written ({adapter_dir}).")
                 return
@@ -672,8 +659,3 @@ def _save_final(trainer, settings: TrainSettings, processor, final_dir: Path) ->
         processor.save_pretrained(str(final_dir))
     trainer.accelerator.wait_for_everyone()
 
-
-def _presets() -> tuple[str, ...]:
-    from ..configuration.presets import ALL_PRESETS
-
-    return ALL_PRESETS

@@ -15,26 +15,18 @@ from collections import defaultdict
 
 from torch import nn
 
-# PEFT matches a string `target_modules` with `re.fullmatch` against the module name inside the wrapped
-# `FavorForConditionalGeneration`: only the decoder layers of `model.language_model` can match.
-LLM_ATTENTION_LORA_TARGET_REGEX = r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj"
-LLM_ATTENTION_MLP_LORA_TARGET_REGEX = (
-    r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-)
-LORA_TARGET_REGEXES = {
-    "attention": LLM_ATTENTION_LORA_TARGET_REGEX,
-    "attention+mlp": LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
-}
-CONNECTOR_MODULES_TO_SAVE = ["connector"]
+from ..models import FAMILIES, family_of
+
+# The LoRA targets and the fully trained modules are each family's own (`ModelFamily.lora_target_modules`,
+# `lora_modules_to_save`); both families name their LLM alike, so the first family's regexes name them for both here.
+LORA_TARGET_REGEXES = dict(FAMILIES["favor"].lora_target_modules)
+LLM_ATTENTION_LORA_TARGET_REGEX = LORA_TARGET_REGEXES["attention"]
+LLM_ATTENTION_MLP_LORA_TARGET_REGEX = LORA_TARGET_REGEXES["attention+mlp"]
 
 
 def trainable_model_classes() -> tuple[type, ...]:
-    """The model classes the training tools take: both families name their parts alike (`model.language_model`,
-    `model.connector`, encoders listed by `encoder_modules()`)."""
-    from ..modeling.av_llm import AvLlmForConditionalGeneration
-    from ..modeling.favor import FavorForConditionalGeneration
-
-    return (FavorForConditionalGeneration, AvLlmForConditionalGeneration)
+    """The model classes the training tools take: the generation model of every family that declares LoRA targets."""
+    return tuple(family.generation_class for family in FAMILIES.values() if family.lora_target_modules)
 
 
 def _favor_model(model: nn.Module) -> nn.Module:
@@ -44,19 +36,27 @@ def _favor_model(model: nn.Module) -> nn.Module:
 
 
 def lora_config(
-    *, r: int = 32, alpha: float = 32, dropout: float = 0.1, target: str = "attention", train_connector: bool = True
+    *,
+    r: int = 32,
+    alpha: float = 32,
+    dropout: float = 0.1,
+    target: str = "attention",
+    train_connector: bool = True,
+    family: str = "favor",
 ):
-    """The `peft.LoraConfig` that `apply_lora` uses (LLM-only LoRA, connector fully trainable)."""
+    """The `peft.LoraConfig` that `apply_lora` uses for a family (`model_type`): LoRA on the LLM only, the connector
+    fully trainable."""
     from peft import LoraConfig
 
-    if target not in LORA_TARGET_REGEXES:
-        raise ValueError(f"target must be one of {sorted(LORA_TARGET_REGEXES)}, got {target!r}.")
+    record = family_of(family)
+    if target not in record.lora_target_modules:
+        raise ValueError(f"target must be one of {sorted(record.lora_target_modules)}, got {target!r}.")
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=LORA_TARGET_REGEXES[target],
-        modules_to_save=list(CONNECTOR_MODULES_TO_SAVE) if train_connector else None,
+        target_modules=record.lora_target_modules[target],
+        modules_to_save=list(record.lora_modules_to_save) if train_connector else None,
         bias="none",
     )
 
@@ -86,7 +86,8 @@ def apply_lora(
     if not isinstance(model, trainable_model_classes()):
         names = " or ".join(cls.__name__ for cls in trainable_model_classes())
         raise TypeError(f"apply_lora expects a {names} (its LoRA targets are named from it), got {type(model).__name__}.")
-    config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector)
+    config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector,
+                         family=model.config.model_type)
     model.freeze_encoders()  # PEFT freezes them too; this also documents the intent
     return get_peft_model(model, config)
 
