@@ -120,6 +120,9 @@ class FavorConfig(PreTrainedConfig):
         if self.resolutions is None:
             self.resolutions = [[1, 3], [10, 30]] if self.audio_config is not None else [[10, 32]]
         self.resolutions = [[int(k), int(n)] for k, n in self.resolutions]
+        if not self.resolutions:
+            raise ValueError("Invalid FavorConfig: `resolutions` must list at least one [frames_per_window, "
+                             "queries_per_window] pair.")
         if self.diversity_loss_resolutions is None:
             coarsest = max(range(len(self.resolutions)), key=lambda i: self.resolutions[i][0])
             self.diversity_loss_resolutions = [coarsest]
