@@ -18,7 +18,7 @@ pytest.importorskip("PIL")
 
 from PIL import Image  # noqa: E402
 
-from transformers_av import media  # noqa: E402
+from transformers_av.media import frame_conversion  # noqa: E402
 from transformers_av.media import (  # noqa: E402
     MediaDecodeError,
     NoAudioTrackError,
@@ -405,14 +405,14 @@ def test_decoding_streams_long_video(tmp_path, monkeypatch):
     """60 s at 25 fps (1500 frames): only the 120 sampled frames are ever converted / kept."""
     path = write_video(tmp_path / "long.mp4", make_frames(1500, 64, 64, moving_square=False), 25)
     converted = []
-    original = media._frame_to_rgb
+    original = frame_conversion.frame_to_rgb
 
     def counting(frame, size):
         array = original(frame, size)
         converted.append(array.nbytes)
         return array
 
-    monkeypatch.setattr(media, "_frame_to_rgb", counting)
+    monkeypatch.setattr(frame_conversion, "frame_to_rgb", counting)
     tracemalloc.start()
     try:
         clip = load_video(path, fps=2)

@@ -12,7 +12,9 @@ from transformers.processing_utils import ProcessorMixin
 
 from .configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from .token_counts import linear_connector_token_count, split_into_segments
-from ...media import has_audio_track, load_audio, load_image, load_video
+from ...media.audio import has_audio_track, load_audio
+from ...media.image import load_image
+from ...media.video import load_video
 from ..common.processing_common import (
     check_padding_side,
     describe,

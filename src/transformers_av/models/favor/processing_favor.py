@@ -11,7 +11,9 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .windows import WindowPlan, audio_visual_plan
-from ...media import has_audio_track, load_audio, load_image, load_video
+from ...media.audio import has_audio_track, load_audio
+from ...media.image import load_image
+from ...media.video import load_video
 from ..common.processing_common import (
     check_padding_side,
     describe,
