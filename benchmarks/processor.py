@@ -248,7 +248,7 @@ class Stages:
 def build_favor(variant: str, stages: Stages):
     import torch
 
-    from transformers_av import media as media_io
+    from transformers_av.models.favor import processing_favor as media_io  # the loaders, as the processor calls them
     from transformers_av.presets.tiny import tiny_favor_config
     from transformers_av.presets.tiny import tiny_processor
 
