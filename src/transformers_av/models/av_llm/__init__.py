@@ -1,7 +1,7 @@
 """The Audio-Visual LLM (Shu et al., 2023): CLIP frames and CLAP segments, linear projectors, and the modality tokens
 `<VIS>` `<AUD>` `<AUD_VIS>` that choose which encoders a sample uses."""
 
-from ..common.family import LLM_LORA_TARGETS, ModelFamily, register_family
+from ..common.family import LLM_LORA_TARGETS, CardVariant, ModelFamily, register_family
 from .configuration_av_llm import AvLlmConfig
 from .modeling_av_llm import AvLlmForConditionalGeneration, AvLlmMediaOutput, AvLlmModel, AvLlmPreTrainedModel
 from .processing_av_llm import AvLlmProcessor
@@ -28,6 +28,8 @@ AV_LLM = register_family(
         },
         lora_target_modules=LLM_LORA_TARGETS,
         lora_modules_to_save=("connector",),
+        card_tags=("audio-visual", "video", "audio", "transformers-av"),
+        card_variants=(CardVariant("Audio-Visual LLM", "av_llm.md", tags=("av-llm",)),),
     )
 )
 

@@ -6,7 +6,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, ClapAudioConfig, CLIPVisionConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .token_counts import clap_flat_token_size, clip_num_patches
+from .token_counts import clap_flat_token_size, clip_num_patches, linear_connector_token_count
 
 #: The prompt words that pick a sample's modalities (see `AvLlmConfig`).
 MODALITY_TOKENS = {"visual": "<VIS>", "audio": "<AUD>", "audio_visual": "<AUD_VIS>"}
@@ -96,6 +96,53 @@ class AvLlmConfig(PreTrainedConfig):
             "visual": self.visual_modality_token_id,
             "audio": self.audio_modality_token_id,
             "audio_visual": self.audio_visual_modality_token_id,
+        }
+
+    @property
+    def num_media_tokens(self) -> int:
+        """Tokens at the placeholder of an audio-visual sample, T + P + K (the connector's own count)."""
+        return linear_connector_token_count(
+            self.num_frames, self.num_patches, self.num_audio_segments, visual=True, audio=True
+        )
+
+    # Description for model cards -------------------------------------------------------------------------------
+    def architecture_rows(self, *, video_fps: float | None = None) -> list[tuple[str, str, str]]:
+        """(part, module, configuration) rows describing the architecture: the CLIP and CLAP encoders with T, P and
+        K, the projectors, the LLM and the media tokens per modality. `video_fps` is unused: the Audio-Visual LLM
+        samples a fixed number of frames over the whole video."""
+        vision, audio, text = self.vision_config, self.audio_config, self.text_config
+        frames, patches, segments = self.num_frames, self.num_patches, self.num_audio_segments
+        layer = "last layer" if self.vision_feature_layer == -1 else f"hidden state {self.vision_feature_layer}"
+        width = text.hidden_size
+        return [
+            ("visual encoder", "CLIP ViT",
+             f"{vision.num_hidden_layers} layers x {vision.hidden_size}, {vision.image_size} px, patch "
+             f"{vision.patch_size} ({layer}); {frames} frames sampled uniformly over the video -> T = {frames} "
+             f"temporal tokens (one [CLS] per frame) + P = {patches} spatial tokens (patch tokens averaged over the "
+             "frames)"),
+            ("audio encoder", "CLAP HTSAT",
+             f"{len(audio.depths)} Swin stages (depths {list(audio.depths)}), width {audio.hidden_size}, "
+             f"{audio.num_mel_bins} mel bins at {self.audio_sampling_rate} Hz; the audio is cut into K = {segments} "
+             f"equal segments, each last hidden state flattened into one {self.audio_token_size:,}-value token"),
+            ("connector", "three linear projectors",
+             f"temporal {vision.hidden_size} -> {width}, spatial {vision.hidden_size} -> {width}, audio "
+             f"{self.audio_token_size:,} -> {width}; bias: {self.projector_bias}"),
+            ("LLM", text.model_type,
+             f"{text.num_hidden_layers} layers x {text.hidden_size}, vocabulary {text.vocab_size}"),
+            ("media tokens per video", "T + P + K",
+             f"{self.num_media_tokens} at the placeholder with `<AUD_VIS>` ({frames} + {patches} + {segments}); "
+             f"{frames + patches} with `<VIS>`; {segments} with `<AUD>`"),
+        ]
+
+    def card_variables(self) -> dict[str, str | int]:
+        """The values the Audio-Visual LLM card template quotes (`hub_cards/av_llm.md`)."""
+        return {
+            "image_size": self.vision_config.image_size,
+            "num_frames": self.num_frames,
+            "num_patches": self.num_patches,
+            "num_audio_segments": self.num_audio_segments,
+            "num_media_tokens": self.num_media_tokens,
+            "audio_sampling_khz": f"{self.audio_sampling_rate / 1000:g}",
         }
 
     def _check_consistency(self):

@@ -349,6 +349,42 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         encoding["audio_segment_mask"] = mask
         encoding["audio_is_longer"] = longer
 
+    # -- agreement with a model configuration (checked before a Hub upload) ------------------------------------------
+    @property
+    def required_tokens(self) -> dict[str, str]:
+        """The tokens the tokenizer must hold, with their role: the media placeholder and the modality tokens."""
+        return {MEDIA_TOKEN: "placeholder", **dict.fromkeys(MODALITY_TOKENS.values(), "modality token")}
+
+    def disagreements_with(self, config) -> list[str]:
+        """What in this processor disagrees with the model's [`AvLlmConfig`], one sentence each (empty if nothing
+        does): T, K and P, the ids of the placeholder and modality tokens, the crop size, CLAP's sampling rate and mel
+        bins."""
+        found = []
+        for name in ("num_frames", "num_audio_segments", "num_patches"):
+            ours, theirs = getattr(self, name), getattr(config, name)
+            if ours != theirs:
+                found.append(f"processor.{name}={ours!r} but config.{name}={theirs!r}")
+        token_ids = {"media_token_id": MEDIA_TOKEN, **{
+            f"{modality}_modality_token_id": token for modality, token in MODALITY_TOKENS.items()
+        }}
+        for attribute, token in token_ids.items():
+            wanted, given = getattr(config, attribute), self.tokenizer.convert_tokens_to_ids(token)
+            if wanted is not None and given != wanted:
+                found.append(f"{token!r} has id {given} in the tokenizer but config.{attribute} is {wanted}")
+        crop = getattr(self.image_processor, "crop_size", None)  # a dict or a transformers `SizeDict`: both have `get`
+        if crop is not None and getattr(self.image_processor, "do_center_crop", False):
+            height, width, size = crop.get("height"), crop.get("width"), config.vision_config.image_size
+            if (height, width) != (size, size):
+                found.append(f"image processor crops {height}x{width} px but vision_config.image_size is {size}")
+        extractor = self.feature_extractor
+        if extractor.sampling_rate != config.audio_sampling_rate:
+            found.append(f"the CLAP feature extractor samples at {extractor.sampling_rate} Hz but "
+                         f"config.audio_sampling_rate is {config.audio_sampling_rate}")
+        if extractor.feature_size != config.audio_config.num_mel_bins:
+            found.append(f"the CLAP feature extractor has {extractor.feature_size} mel bins but "
+                         f"audio_config.num_mel_bins is {config.audio_config.num_mel_bins}")
+        return found
+
 
 def mark_modality(prompt: str, modality: str) -> str:
     """A prompt holding the placeholder, with the modality token of `modality` ("visual", "audio",

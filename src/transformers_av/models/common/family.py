@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,27 @@ LLM_LORA_TARGETS = {
     "attention": r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj",
     "attention+mlp": r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
 }
+
+
+@dataclass(frozen=True)
+class CardVariant:
+    """How the model card presents one variant of a family (FAVOR and video-SALMONN share a configuration class but
+    not a card).
+
+    The card's numbers come from the configuration itself: `config.architecture_rows(video_fps=)` gives the rows of
+    its architecture table and `config.card_variables()` the values its template quotes.
+
+    Args:
+        name: the model's name in the card text and in messages ("video-SALMONN").
+        template: the card template, a file of `hub_cards/` ("video_salmonn.md").
+        tags: the variant's own card tags, after the family's [`ModelFamily.card_tags`].
+        applies_to: configuration -> whether this variant describes it; `None` (the last variant) matches any.
+    """
+
+    name: str
+    template: str
+    tags: tuple[str, ...] = ()
+    applies_to: Callable[[Any], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,9 @@ class ModelFamily:
         components: role -> (sub-configuration whose `_name_or_path` is the pretrained source, how cards name it).
         lora_target_modules: regex of the LLM linear layers LoRA adapts, by target name (`"attention"`, ...).
         lora_modules_to_save: modules trained in full beside the adapters (the connector).
+        card_tags: the model card tags of every model of the family.
+        card_variants: how model cards present the family's variants, the first that applies wins
+            ([`card_variant`]); a family without any has no model card.
     """
 
     model_type: str
@@ -54,6 +78,16 @@ class ModelFamily:
     components: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     lora_target_modules: Mapping[str, str] = field(default_factory=dict)
     lora_modules_to_save: tuple[str, ...] = ()
+    card_tags: tuple[str, ...] = ()
+    card_variants: tuple[CardVariant, ...] = ()
+
+    def card_variant(self, config: Any) -> CardVariant:
+        """The first of [`card_variants`] that applies to `config`."""
+        for variant in self.card_variants:
+            if variant.applies_to is None or variant.applies_to(config):
+                return variant
+        raise ValueError(f"The {self.name} family declares no model card that fits this configuration "
+                         f"(ModelFamily.card_variants).")
 
     def register_auto_classes(self) -> None:
         """Register the family's classes with the transformers Auto* factories."""
@@ -121,4 +155,4 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     return parts
 
 
-__all__ = ["FAMILIES", "LLM_LORA_TARGETS", "ModelFamily", "count_parameters", "family_of", "register_family"]
+__all__ = ["FAMILIES", "LLM_LORA_TARGETS", "CardVariant", "ModelFamily", "count_parameters", "family_of", "register_family"]

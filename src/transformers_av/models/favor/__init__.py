@@ -1,7 +1,7 @@
 """FAVOR and video-SALMONN: Whisper (+ BEATs) and InstructBLIP frames synchronised every 0.5 s, windowed at several
 time scales and fused by a causal Q-Former."""
 
-from ..common.family import LLM_LORA_TARGETS, ModelFamily, register_family
+from ..common.family import LLM_LORA_TARGETS, CardVariant, ModelFamily, register_family
 from .configuration_favor import FavorConfig
 from .image_processing_favor import FavorImageProcessor
 from .modeling_favor import FavorAudioVisualOutput, FavorForConditionalGeneration, FavorModel, FavorPreTrainedModel
@@ -33,6 +33,13 @@ FAVOR = register_family(
         },
         lora_target_modules=LLM_LORA_TARGETS,
         lora_modules_to_save=("connector",),
+        card_tags=("audio-visual", "video", "speech", "transformers-av"),
+        card_variants=(
+            # a BEATs audio-event encoder is what makes a FAVOR configuration video-SALMONN
+            CardVariant("video-SALMONN", "video_salmonn.md", tags=("video-salmonn",),
+                        applies_to=lambda config: config.audio_config is not None),
+            CardVariant("FAVOR", "favor.md", tags=("favor",)),
+        ),
     )
 )
 

@@ -159,6 +159,52 @@ class FavorConfig(PreTrainedConfig):
         k, n = self.resolutions[0]
         return n * (self.coarsest_window_frames // k)
 
+    @property
+    def tokens_per_second(self) -> float:
+        """LLM tokens the connector produces per second of video (in steady state: whole coarsest windows)."""
+        return self.tokens_per_coarsest_window / (self.coarsest_window_frames * self.frame_seconds)
+
+    # Description for model cards -------------------------------------------------------------------------------
+    def architecture_rows(self, *, video_fps: float | None = None) -> list[tuple[str, str, str]]:
+        """(part, module, configuration) rows describing the architecture: encoders, synchronisation, the connector's
+        resolutions, the LLM and its tokens per second of video. `video_fps` is the processor's frame rate."""
+        vision, qformer, speech, audio, text = (
+            self.vision_config, self.qformer_config, self.speech_config, self.audio_config, self.text_config
+        )
+        resolutions = ", ".join(
+            f"{k} frame{'s' if k > 1 else ''} ({self._seconds(k)}) x {n} queries" for k, n in self.resolutions
+        )
+        return [
+            ("visual encoder", "InstructBLIP ViT + Q-Former",
+             f"{vision.num_hidden_layers} layers x {vision.hidden_size}, {vision.image_size} px, patch "
+             f"{vision.patch_size}; Q-Former {qformer.num_hidden_layers} layers x {qformer.hidden_size}; "
+             f"{self.num_query_tokens} tokens per frame" + (f"; {video_fps:g} frames per second" if video_fps else "")),
+            ("speech encoder", "Whisper encoder",
+             f"{speech.encoder_layers} layers x {speech.d_model}, {speech.num_mel_bins} mel bins, "
+             f"{self.audio_chunk_seconds:g} s chunks, 50 frames per second"),
+            ("audio-event encoder", "BEATs" if audio is not None else "none",
+             f"{audio.encoder_layers} layers x {audio.encoder_embed_dim}, {audio.num_mel_bins} fbank bins"
+             if audio is not None else "FAVOR hears sounds through Whisper only"),
+            ("synchronisation", "frame-level",
+             f"one frame every {self.frame_seconds:g} s; {self.audio_frames_per_frame} audio frames per frame; "
+             f"joint width {self.joint_feature_size}"),
+            ("connector", "causal multi-resolution Q-Former" if len(self.resolutions) > 1 else "causal Q-Former",
+             f"resolutions: {resolutions}; merge: {self.resolution_merge}; causal attention: {self.causal_attention}; "
+             f"{self.connector_num_hidden_layers} layers x {self.connector_hidden_size}"),
+            ("LLM", text.model_type,
+             f"{text.num_hidden_layers} layers x {text.hidden_size}, vocabulary {text.vocab_size}"),
+            ("tokens per second of video", "",
+             f"{self.tokens_per_second:g} ({self.tokens_per_coarsest_window} per "
+             f"{self._seconds(self.coarsest_window_frames)} window)"),
+        ]
+
+    def card_variables(self) -> dict[str, str | int]:
+        """The values the FAVOR and video-SALMONN card templates quote (`hub_cards/favor.md`, `video_salmonn.md`)."""
+        return {"frame_seconds": f"{self.frame_seconds:g}", "image_size": self.vision_config.image_size}
+
+    def _seconds(self, frames: int) -> str:
+        return f"{frames * self.frame_seconds:g} s"
+
     def _check_consistency(self):
         def fail(message):
             raise ValueError(f"Invalid FavorConfig: {message}")

@@ -408,5 +408,34 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             media["images"].append(found["image"])
         return self(text=texts, **{k: v if any(x is not None for x in v) else None for k, v in media.items()}, **kwargs)
 
+    # -- agreement with a model configuration (checked before a Hub upload) ------------------------------------------
+    @property
+    def required_tokens(self) -> dict[str, str]:
+        """The tokens the tokenizer must hold, with their role: the audio-visual placeholder."""
+        return {self.audio_visual_token: "placeholder"}
+
+    def disagreements_with(self, config) -> list[str]:
+        """What in this processor disagrees with the model's [`FavorConfig`], one sentence each (empty if nothing
+        does): the placeholder id, the window settings, BEATs features, the image size and Whisper's mel bins."""
+        found = []
+        if config.audio_visual_token_id is not None and self.audio_visual_token_id != config.audio_visual_token_id:
+            found.append(f"placeholder {self.audio_visual_token!r} has id {self.audio_visual_token_id} in the "
+                         f"tokenizer but config.audio_visual_token_id is {config.audio_visual_token_id}")
+        for name in ("resolutions", "frame_seconds", "audio_chunk_seconds", "max_audio_chunks", "audio_frame_mode"):
+            ours, theirs = getattr(self, name), getattr(config, name)
+            if (list(map(list, ours)) if name == "resolutions" else ours) != theirs:
+                found.append(f"processor.{name}={ours!r} but config.{name}={theirs!r}")
+        has_beats = config.audio_config is not None
+        if self.compute_audio_events != has_beats:
+            found.append(f"processor.compute_audio_events={self.compute_audio_events} but the model "
+                         f"{'has' if has_beats else 'has no'} BEATs encoder")
+        if self.image_processor.size != config.vision_config.image_size:
+            found.append(f"image processor size {self.image_processor.size} but vision_config.image_size "
+                         f"{config.vision_config.image_size}")
+        if self.feature_extractor.feature_size != config.speech_config.num_mel_bins:
+            found.append(f"Whisper feature extractor has {self.feature_extractor.feature_size} mel bins but "
+                         f"speech_config.num_mel_bins is {config.speech_config.num_mel_bins}")
+        return found
+
 
 __all__ = ["FavorProcessor", "DEFAULT_CHAT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE"]
