@@ -17,7 +17,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av import hub as hub_module
+from transformers_av.hub import push as hub_push
 from transformers_av.hub import UploadRefusedError, folder_fingerprint, push_folder_to_hub, push_to_hub
 from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.testing.hub_server import LocalHubServer
@@ -241,7 +241,7 @@ class NoNetwork:
 @pytest.fixture
 def no_network(monkeypatch):
     api = NoNetwork()
-    monkeypatch.setattr(hub_module, "_api", lambda token: api)
+    monkeypatch.setattr(hub_push, "_api", lambda token: api)
     return api
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from transformers_av import AvLlmForConditionalGeneration
 from transformers_av import hub as hub_module
+from transformers_av.hub import push as hub_push
 from transformers_av.hub import (
     UploadRefusedError,
     push_folder_to_hub,
@@ -270,7 +271,7 @@ class NoNetwork:
 @pytest.fixture
 def no_network(monkeypatch):
     api = NoNetwork()
-    monkeypatch.setattr(hub_module, "_api", lambda token: api)
+    monkeypatch.setattr(hub_push, "_api", lambda token: api)
     return api
 
 
