@@ -149,7 +149,7 @@ def test_round_trip_is_bit_exact_with_revisions(server, pushed):
     assert server.commit_ids(REPO, revision="experiment")[0] == commits["second"]
     files = server.list_files(REPO, revision=commits["first"])
     for name in ("model.safetensors", "config.json", "README.md", "processor_config.json", "tokenizer.json",
-                 "qformer_tokenizer/tokenizer.json", "modeling_favor.py", "processing_favor.py", "media.py"):
+                 "qformer_tokenizer/tokenizer.json", "modeling_favor.py", "processing_favor.py", "video.py"):
         assert name in files, name
     assert server.read_file(REPO, "model.safetensors", revision="experiment") == (pushed["tmp"] / "b" / "model.safetensors").read_bytes()
 

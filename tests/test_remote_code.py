@@ -87,7 +87,7 @@ def test_processor_loads_with_trust_remote_code_without_the_package(tmp_path):
     assert saved["audio_feature_extractor"]["auto_map"] == {
         "AutoFeatureExtractor": "feature_extraction_beats.BeatsFeatureExtractor"
     }
-    for name in ("processing_favor.py", "image_processing_favor.py", "feature_extraction_beats.py", "media.py", "windows.py"):
+    for name in ("processing_favor.py", "image_processing_favor.py", "feature_extraction_beats.py", "video.py", "audio.py", "windows.py"):
         assert (tmp_path / "checkpoint" / name).exists(), name
     video = make_av_clip(tmp_path / "clip.mp4", seconds=2.0, fps=4, beep_at=[1.0], size=(32, 32)).path
     (tmp_path / "loader.py").write_text(PROCESSOR_LOADER)

@@ -28,7 +28,7 @@ from ..common.processing_common import (
 from ..common.self_contained import SelfContainedProcessorMixin
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
-    from ...media import VideoClip  # noqa: F401
+    from ...media.video import VideoClip  # noqa: F401
 
 DEFAULT_PROMPT_TEMPLATE = "USER: {media} {question}\nASSISTANT:"
 TEXT_ONLY_TEMPLATE = "USER: {question}\nASSISTANT:"

@@ -27,7 +27,7 @@ from ..common.processing_common import (
 from ..common.self_contained import SelfContainedProcessorMixin
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
-    from ...media import VideoClip  # noqa: F401
+    from ...media.video import VideoClip  # noqa: F401
 
 SAMPLING_RATE = 16000
 DEFAULT_PROMPT_TEMPLATE = "USER: <Img>{placeholder}</Img> {question}\nASSISTANT:"
