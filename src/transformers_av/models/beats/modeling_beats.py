@@ -14,6 +14,9 @@ Differences in form (not in numbers) from the official module:
 * the relative-position embedding lives only in layer 0 (`encoder.layers.0.self_attn.relative_attention_bias`); the
   official model aliases that module into every layer but only ever evaluates layer 0's copy, exactly like here.
 * layer-wise gradient decay (`layer_wise_gradient_decay_ratio`) only scales gradients and is not implemented.
+* the attention product runs through transformers' attention interface (`attn_implementation`: `"sdpa"` by default,
+  `"eager"` computes the official operations in the official order); the gated relative position bias and the
+  padding reach it as one additive float mask. `output_attentions=True` always runs the eager path.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_beats import BeatsConfig
 
@@ -93,12 +97,43 @@ class BeatsPositionalConvEmbedding(nn.Module):
         return hidden_states.transpose(1, 2)
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(query key^T * scaling + attention_mask) value, computed like the official BEATs attention.
+
+    BEATs hands in queries already divided by sqrt(head_dim) * alpha and `scaling` = alpha: the raw scores are
+    shifted by their row maximum BEFORE being scaled back by alpha (the official guard against fp16 overflow), then
+    the additive mask (relative position bias, -inf on padded keys) is added. query (B, H, T, d), key/value
+    (B, H, S, d), attention_mask broadcastable to (B, H, T, S). Returns the context (B, T, H, d) and the attention
+    probabilities (B, H, T, S) before dropout."""
+    scores = torch.matmul(query, key.transpose(-1, -2))
+    scores = (scores - scores.amax(dim=-1, keepdim=True)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probabilities = nn.functional.softmax(scores, dim=-1).type_as(scores)
+    dropped = nn.functional.dropout(probabilities, p=dropout, training=module.training)
+    return torch.matmul(dropped, value).transpose(1, 2).contiguous(), probabilities
+
+
 class BeatsAttention(nn.Module):
     """Multi-head self-attention with BEATs' numerics: queries pre-scaled by 1/(sqrt(d) * 32), scores shifted by
-    their row maximum and scaled back by 32, plus the (optionally query-gated) relative position bias."""
+    their row maximum and scaled back by 32 (eager path), plus the (optionally query-gated) relative position bias,
+    which reaches the attention interface (`config._attn_implementation`) as an additive float mask together with
+    the padding (-inf on padded keys)."""
+
+    is_causal = False
 
     def __init__(self, config: BeatsConfig, has_relative_attention_bias: bool):
         super().__init__()
+        self.config = config
         self.embed_dim = config.encoder_embed_dim
         self.num_heads = config.encoder_attention_heads
         self.head_dim = self.embed_dim // self.num_heads
@@ -148,6 +183,28 @@ class BeatsAttention(nn.Module):
         values = self.relative_attention_bias(self._relative_position_bucket(relative_position))
         return values.permute(2, 0, 1)
 
+    def _attention_mask(
+        self, query: torch.Tensor, key_padding_mask: torch.Tensor | None, position_bias: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """Additive mask broadcastable to (B, H, T, T): the (gated) relative position bias, -inf on padded keys."""
+        batch_size, _, seq_len, _ = query.shape
+        mask = None
+        if position_bias is not None:
+            mask = position_bias.unsqueeze(0)  # (1, H, T, T)
+            if self.gru_rel_pos:
+                # gate from the unscaled query of every head and position (undoing the pre-scaling, as the official)
+                raw_query = query * self.alpha / self.scaling
+                gates = self.grep_linear(raw_query).view(batch_size, self.num_heads, seq_len, 2, 4).sum(-1)
+                gate_a, gate_b = torch.sigmoid(gates).chunk(2, dim=-1)
+                gate = gate_a * (gate_b * self.grep_a - 1.0) + 2.0  # (B, H, T, 1)
+                mask = gate * mask
+        if key_padding_mask is not None:
+            padded = key_padding_mask[:, None, None, :].to(torch.bool)
+            if mask is None:
+                mask = torch.zeros(padded.shape, dtype=query.dtype, device=query.device)
+            mask = torch.where(padded, float("-inf"), mask)
+        return mask
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -155,7 +212,8 @@ class BeatsAttention(nn.Module):
         position_bias: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden_states (B, T, C); key_padding_mask (B, T) True = pad; position_bias (heads, T, T)."""
+        """hidden_states (B, T, C); key_padding_mask (B, T) True = pad; position_bias (heads, T, T).
+        `output_attentions` runs the eager path (the only one that computes the attention probabilities)."""
         batch_size, seq_len, _ = hidden_states.shape
         shape = (batch_size, seq_len, self.num_heads, self.head_dim)
 
@@ -165,26 +223,22 @@ class BeatsAttention(nn.Module):
         query = query.view(shape).transpose(1, 2)  # (B, H, T, d)
         key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        attention_mask = self._attention_mask(query, key_padding_mask, position_bias)
 
-        scores = torch.matmul(query, key.transpose(-1, -2))
-        scores = (scores - scores.amax(dim=-1, keepdim=True)) * self.alpha
-        if key_padding_mask is not None:
-            scores = scores.masked_fill(key_padding_mask[:, None, None, :].to(torch.bool), float("-inf"))
-
-        if position_bias is not None:
-            bias = position_bias.unsqueeze(0)  # (1, H, T, T)
-            if self.gru_rel_pos:
-                # gate from the unscaled query of every head and position
-                raw_query = query * self.alpha / self.scaling
-                gates = self.grep_linear(raw_query).view(batch_size, self.num_heads, seq_len, 2, 4).sum(-1)
-                gate_a, gate_b = torch.sigmoid(gates).chunk(2, dim=-1)
-                gate = gate_a * (gate_b * self.grep_a - 1.0) + 2.0  # (B, H, T, 1)
-                bias = gate * bias
-            scores = scores + bias
-
-        weights = nn.functional.softmax(scores, dim=-1).type_as(scores)
-        probs = nn.functional.dropout(weights, p=self.dropout, training=self.training)
-        context = torch.matmul(probs, value).transpose(1, 2).reshape(batch_size, seq_len, self.embed_dim)
+        attention = eager_attention_forward
+        if not output_attentions:
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        # the query is pre-scaled by 1 / (sqrt(d) * alpha): the scale left to apply is alpha
+        context, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.alpha,
+        )
+        context = context.reshape(batch_size, seq_len, self.embed_dim)
         return self.out_proj(context), (weights if output_attentions else None)
 
 
@@ -296,6 +350,11 @@ class BeatsPreTrainedModel(PreTrainedModel):
     input_modalities = "audio"
     supports_gradient_checkpointing = True
     _no_split_modules = ["BeatsEncoderLayer"]
+    # eager and sdpa take the per-head relative position bias as an additive float mask; flash and flex kernels
+    # cannot (flex_attention reads one head of a tensor mask)
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -401,4 +460,4 @@ class BeatsModel(BeatsPreTrainedModel):
         return outputs
 
 
-__all__ = ["BeatsModel", "BeatsPreTrainedModel", "beats_token_padding_mask"]
+__all__ = ["BeatsModel", "BeatsPreTrainedModel", "beats_token_padding_mask", "eager_attention_forward"]
