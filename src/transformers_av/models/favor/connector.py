@@ -16,12 +16,20 @@ from .windows import window_plan
 class ConnectorOutput:
     """embeds: (B, C_max, D) LLM-width tokens; token_counts: (B,) tokens that belong to each sample;
     resolution_outputs: per resolution (B, C_max, H) Q-Former outputs (window-major, then query);
-    diversity_loss: scalar over the configured resolutions' real windows."""
+    diversity_loss: scalar over the configured resolutions' real windows.
+    window_attentions, query_attentions, cross_attentions: with `output_attentions`, per Q-Former layer a tuple of
+    one map per resolution r, rows = the B * W_r windows of the batch (sample-major, windows in time order, the
+    padded windows included): (B * W_r, heads, L_r, L_r) frame-level block over the window features (None without
+    causal attention), (B * W_r, heads, N_r, N_r) query self-attention, (B * W_r, heads, N_r, L_r) cross-attention;
+    L_r = k_r * tokens per frame, N_r queries per window."""
 
     embeds: torch.Tensor
     token_counts: torch.Tensor
     resolution_outputs: list[torch.Tensor]
     diversity_loss: torch.Tensor
+    window_attentions: tuple | None = None
+    query_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
 
 
 class FavorConnector(nn.Module):
@@ -48,8 +56,11 @@ class FavorConnector(nn.Module):
         else:
             self.projections = nn.ModuleList([nn.Linear(hidden, text_width) for _ in config.resolutions])
 
-    def forward(self, joint_tokens: torch.Tensor, frame_counts: torch.Tensor) -> ConnectorOutput:
-        """joint_tokens: (B, T, N, F) synchronised tokens; frame_counts: (B,) frames with content per sample."""
+    def forward(
+        self, joint_tokens: torch.Tensor, frame_counts: torch.Tensor, output_attentions: bool = False
+    ) -> ConnectorOutput:
+        """joint_tokens: (B, T, N, F) synchronised tokens; frame_counts: (B,) frames with content per sample.
+        `output_attentions` returns the Q-Former's attention maps (computed by the eager path)."""
         config = self.config
         resolutions = config.resolutions
         batch_size, num_frames, tokens_per_frame, width = joint_tokens.shape
@@ -76,7 +87,8 @@ class FavorConnector(nn.Module):
         queries = queries[:, None].expand(-1, batch_size * supers, -1, -1)
 
         masks = build_window_masks(resolutions, tokens_per_frame, frame_valid, config.causal_attention, features.dtype)
-        outputs = self.qformer(queries, window_features, masks)  # (R, B*S, Q, H)
+        qformer_output = self.qformer(queries, window_features, masks, output_attentions)
+        outputs = qformer_output.last_hidden_state  # (R, B*S, Q, H)
         outputs = outputs.reshape(len(resolutions), batch_size, -1, outputs.shape[-1])  # (R, B, C_max, H)
 
         if config.resolution_merge == "concat":
@@ -89,6 +101,9 @@ class FavorConnector(nn.Module):
             token_counts=token_counts,
             resolution_outputs=list(outputs),
             diversity_loss=self._diversity_loss(outputs, plans),
+            window_attentions=qformer_output.window_attentions,
+            query_attentions=qformer_output.query_attentions,
+            cross_attentions=qformer_output.cross_attentions,
         )
 
     def _diversity_loss(self, outputs: torch.Tensor, plans) -> torch.Tensor:

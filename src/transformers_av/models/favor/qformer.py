@@ -15,27 +15,88 @@ of its own length (no block-diagonal masks over the whole super-window). Cost st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+# kernels that cannot add an arbitrary (block-triangular or padding) float mask to the scores of every head
+_MASKLESS_IMPLEMENTATIONS = ("flash", "flex")
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(query key^T * scaling + attention_mask) value, with the probabilities as attention map.
+
+    query (N, heads, Lq, d), key/value (N, heads, Lk, d), attention_mask additive and broadcastable to
+    (N, heads, Lq, Lk). Returns the context as (N, Lq, heads, d) (the layout of every attention interface) and the
+    attention probabilities (N, heads, Lq, Lk) before dropout."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probabilities = nn.functional.softmax(scores, dim=-1)
+    dropped = nn.functional.dropout(probabilities, p=dropout, training=module.training)
+    return torch.matmul(dropped, value).transpose(1, 2).contiguous(), probabilities
+
+
+def qformer_attention_function(config, output_attentions: bool = False):
+    """The attention function of `config._attn_implementation` for the connector Q-Former.
+
+    The connector runs the implementation the composite model resolved, with three exceptions: `output_attentions`
+    needs the probabilities, so it runs eager; a standalone connector (config never resolved by a model) runs sdpa,
+    the default a model would pick; flash / flex kernels (chosen for the LLM) cannot add the Q-Former's additive
+    masks, so the connector runs sdpa instead."""
+    if output_attentions:
+        return eager_attention_forward
+    implementation = config._attn_implementation or "sdpa"
+    if any(name in implementation for name in _MASKLESS_IMPLEMENTATIONS):
+        logger.warning_once(
+            f"The FAVOR connector Q-Former cannot run attn_implementation={implementation!r} (its block-causal and "
+            "padding masks are additive float masks); it uses 'sdpa' while the rest of the model keeps "
+            f"{implementation!r}."
+        )
+        implementation = "sdpa"
+    return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
 
 class QFormerAttention(nn.Module):
-    """BERT attention block: multi-head attention, output dense, dropout, residual, LayerNorm (no feed-forward)."""
+    """BERT attention block: multi-head attention, output dense, dropout, residual, LayerNorm (no feed-forward).
 
-    def __init__(self, hidden_size: int, key_value_size: int, num_heads: int, layer_norm_eps: float, dropout: float):
+    The attention product goes through the attention interface selected by `config._attn_implementation` (see
+    [`qformer_attention_function`])."""
+
+    is_causal = False  # causality comes from the window masks, never from the kernel's own causal flag
+
+    def __init__(self, config, hidden_size: int, key_value_size: int):
         super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.dropout = dropout
+        self.config = config
+        self.num_heads = config.connector_num_attention_heads
+        self.head_dim = hidden_size // self.num_heads
+        # the value torch's scaled_dot_product_attention uses by default (1 / sqrt, not ** -0.5: they differ in the
+        # last bit for some widths)
+        self.scaling = 1.0 / math.sqrt(self.head_dim)
+        self.dropout = config.connector_dropout
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(key_value_size, hidden_size)
         self.value = nn.Linear(key_value_size, hidden_size)
         self.dense = nn.Linear(hidden_size, hidden_size)
-        self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=config.connector_layer_norm_eps)
 
     def forward(
         self,
@@ -43,56 +104,67 @@ class QFormerAttention(nn.Module):
         key_value_states: torch.Tensor,
         windows_per_row: list[int],
         attention_masks: list[torch.Tensor | None],
-    ):
-        # hidden_states (R, S, Lq, D), key_value_states (R, S, Lk, Dkv): R resolutions x S super-windows. Resolution r
-        # splits each row into windows_per_row[r] windows that attend only within themselves; attention_masks[r] is
-        # additive and broadcastable to (S * windows, heads, Lq / windows, Lk / windows), or None.
-        *lead, q_len, _ = hidden_states.shape
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """hidden_states (R, S, Lq, D), key_value_states (R, S, Lk, Dkv): R resolutions x S super-windows. Resolution
+        r splits each row into windows_per_row[r] windows that attend only within themselves; attention_masks[r] is
+        additive and broadcastable to (S * windows, heads, Lq / windows, Lk / windows), or None.
+
+        Returns the block's output (R, S, Lq, D) and, with `output_attentions`, one attention map per resolution,
+        (S * windows_per_row[r], heads, Lq / windows, Lk / windows), windows in time order within each row."""
         query, key, value = self.query(hidden_states), self.key(key_value_states), self.value(key_value_states)
-        contexts = []
+        attention = qformer_attention_function(self.config, output_attentions)
+        contexts, maps = [], []
         for r, (windows, mask) in enumerate(zip(windows_per_row, attention_masks)):
-            contexts.append(self._attend(query[r], key[r], value[r], windows, mask))
+            rows, q_len, width = query[r].shape
+
+            def heads(x, windows=windows):
+                # (S, L, D) -> (S * windows, heads, L / windows, head_dim)
+                return x.reshape(rows * windows, x.shape[1] // windows, self.num_heads, self.head_dim).transpose(1, 2)
+
+            context, weights = attention(
+                self,
+                heads(query[r]),
+                heads(key[r]),
+                heads(value[r]),
+                mask,
+                dropout=self.dropout if self.training else 0.0,
+                scaling=self.scaling,
+            )
+            contexts.append(context.reshape(rows, q_len, width))
+            maps.append(weights)
         context = torch.stack(contexts)  # (R, S, Lq, D)
         context = nn.functional.dropout(self.dense(context), self.dropout, self.training)
-        return self.layer_norm(context + hidden_states)
-
-    def _attend(self, query, key, value, windows: int, mask: torch.Tensor | None) -> torch.Tensor:
-        # (S, Lq, D), (S, Lk, D) -> (S * windows, heads, L / windows, head_dim) -> attention -> (S, Lq, D)
-        rows, q_len, width = query.shape
-
-        def heads(x):
-            return x.reshape(rows * windows, x.shape[1] // windows, self.num_heads, self.head_dim).transpose(1, 2)
-
-        context = nn.functional.scaled_dot_product_attention(
-            heads(query), heads(key), heads(value), attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return context.transpose(1, 2).reshape(rows, q_len, width)
+        return self.layer_norm(context + hidden_states), (maps if output_attentions else None)
 
 
 class CausalQFormerLayer(GradientCheckpointingLayer):
     def __init__(self, config):
         super().__init__()
-        hidden, joint, heads = config.connector_hidden_size, config.joint_feature_size, config.connector_num_attention_heads
-        eps, dropout = config.connector_layer_norm_eps, config.connector_dropout
-        self.window_attention = (
-            QFormerAttention(joint, joint, heads, eps, dropout) if config.causal_attention != "none" else None
-        )
-        self.self_attention = QFormerAttention(hidden, hidden, heads, eps, dropout)
-        self.cross_attention = QFormerAttention(hidden, joint, heads, eps, dropout)
+        hidden, joint = config.connector_hidden_size, config.joint_feature_size
+        self.window_attention = QFormerAttention(config, joint, joint) if config.causal_attention != "none" else None
+        self.self_attention = QFormerAttention(config, hidden, hidden)
+        self.cross_attention = QFormerAttention(config, hidden, joint)
         self.intermediate = nn.Linear(hidden, config.connector_intermediate_size)
         self.activation = ACT2FN[config.connector_hidden_act]
         self.output = nn.Linear(config.connector_intermediate_size, hidden)
-        self.output_layer_norm = nn.LayerNorm(hidden, eps=eps)
-        self.dropout = dropout
+        self.output_layer_norm = nn.LayerNorm(hidden, eps=config.connector_layer_norm_eps)
+        self.dropout = config.connector_dropout
 
-    def forward(self, queries, window_features, masks: WindowMasks):
+    def forward(self, queries, window_features, masks: WindowMasks, output_attentions: bool = False):
+        """Returns the updated queries and the layer's (window, query, cross) attention maps (None when not asked,
+        the window map also None when the layer has no window attention)."""
         windows = masks.windows_per_row
+        window_map = None
         if self.window_attention is not None:
-            window_features = self.window_attention(window_features, window_features, windows, masks.window)
-        queries = self.self_attention(queries, queries, windows, [None] * len(windows))
-        queries = self.cross_attention(queries, window_features, windows, masks.cross)
+            window_features, window_map = self.window_attention(
+                window_features, window_features, windows, masks.window, output_attentions
+            )
+        queries, query_map = self.self_attention(queries, queries, windows, [None] * len(windows), output_attentions)
+        queries, cross_map = self.cross_attention(queries, window_features, windows, masks.cross, output_attentions)
         update = self.output(self.activation(self.intermediate(queries)))
-        return self.output_layer_norm(nn.functional.dropout(update, self.dropout, self.training) + queries)
+        queries = self.output_layer_norm(nn.functional.dropout(update, self.dropout, self.training) + queries)
+        return queries, (window_map, query_map, cross_map)
 
 
 @dataclass
@@ -151,6 +223,20 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
 
 
+@dataclass
+class CausalQFormerOutput(ModelOutput):
+    """last_hidden_state: (R, S, Q, H) query outputs. With `output_attentions`, one tuple per layer holding one map
+    per resolution r, windows in time order (sample, then window): window_attentions (S * w_r, heads, L_r, L_r) of
+    the frame-level block over the window features (None for layers without it), query_attentions
+    (S * w_r, heads, Q_r, Q_r) and cross_attentions (S * w_r, heads, Q_r, L_r), w_r = windows of resolution r per
+    super-window, L_r / Q_r its tokens / queries per window."""
+
+    last_hidden_state: torch.Tensor | None = None
+    window_attentions: tuple | None = None
+    query_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+
+
 class CausalQFormer(nn.Module):
     """Shared Q-Former body: query LayerNorm (BERT embeddings' LayerNorm) and the causal layers."""
 
@@ -160,12 +246,34 @@ class CausalQFormer(nn.Module):
         self.dropout = nn.Dropout(config.connector_dropout)
         self.layers = nn.ModuleList([CausalQFormerLayer(config) for _ in range(config.connector_num_hidden_layers)])
 
-    def forward(self, queries: torch.Tensor, window_features: torch.Tensor, masks: WindowMasks) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, window_features: torch.Tensor, masks: WindowMasks, output_attentions: bool = False
+    ) -> CausalQFormerOutput:
         # queries (R, S, Q, H), window_features (R, S, L, F) -> (R, S, Q, H)
         queries = self.dropout(self.query_layer_norm(queries))
+        maps = []
         for layer in self.layers:
-            queries = layer(queries, window_features, masks)
-        return queries
+            queries, layer_maps = layer(queries, window_features, masks, output_attentions)
+            maps.append(layer_maps)
+        if not output_attentions:
+            return CausalQFormerOutput(last_hidden_state=queries)
+        window, query, cross = (tuple(_resolution_maps(m) for m in kind) for kind in zip(*maps))
+        return CausalQFormerOutput(
+            last_hidden_state=queries, window_attentions=window, query_attentions=query, cross_attentions=cross
+        )
 
 
-__all__ = ["CausalQFormer", "CausalQFormerLayer", "QFormerAttention", "WindowMasks", "build_window_masks"]
+def _resolution_maps(maps: list[torch.Tensor] | None) -> tuple[torch.Tensor, ...] | None:
+    return tuple(maps) if maps is not None else None
+
+
+__all__ = [
+    "CausalQFormer",
+    "CausalQFormerLayer",
+    "CausalQFormerOutput",
+    "QFormerAttention",
+    "WindowMasks",
+    "build_window_masks",
+    "eager_attention_forward",
+    "qformer_attention_function",
+]
