@@ -8,6 +8,9 @@ counted in full, resolutions concatenated, frames sampled at both ends of each 1
 
 from __future__ import annotations
 
+import torch
+
+from ..models import count_parameters, family_of
 from ..models.av_llm.configuration_av_llm import CLIP_VIT_L_14, MEDIA_TOKEN, MODALITY_TOKENS, AvLlmConfig
 from ..models.favor.configuration_favor import FavorConfig
 
@@ -85,42 +88,15 @@ def preset_config(name: str, **overrides) -> FavorConfig | AvLlmConfig:
     return favor_preset(name, **overrides)
 
 
-def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters()) if module is not None else 0
-
-
 def preset_parameter_counts(name: str) -> dict[str, int]:
-    """Exact parameter counts of a preset, per part, computed on the meta device (no memory, no weights)."""
-    import torch
-
+    """Exact parameter counts of a preset per part of its family ([`transformers_av.models.count_parameters`]:
+    "visual encoder", "speech encoder", "audio-event encoder", "connector" for FAVOR / video-SALMONN; "visual encoder",
+    "audio encoder", "projectors" for the Audio-Visual LLM; "LLM", "LM head" and "total" for both), computed on the
+    meta device (no memory, no weights)."""
     config = preset_config(name)
-    if config.model_type == "av_llm":
-        from ..models.av_llm.modeling_av_llm import AvLlmForConditionalGeneration
-
-        with torch.device("meta"):
-            model = AvLlmForConditionalGeneration(config)
-        inner = model.model
-        parts = {
-            "llm": _count(inner.language_model) + model.lm_head.weight.numel(),
-            "clip_vision": _count(inner.vision_encoder),
-            "clap_audio": _count(inner.audio_encoder),
-            "connector": _count(inner.connector),
-        }
-    else:
-        from ..models.favor.modeling_favor import FavorForConditionalGeneration
-
-        with torch.device("meta"):
-            model = FavorForConditionalGeneration(config)
-        inner = model.model
-        parts = {
-            "llm": _count(inner.language_model) + model.lm_head.weight.numel(),
-            "whisper_encoder": _count(inner.speech_encoder),
-            "beats": _count(inner.audio_encoder),
-            "vision": _count(inner.visual_encoder),
-            "connector": _count(inner.connector),
-        }
-    parts["total"] = _count(model)
-    return parts
+    with torch.device("meta"):
+        model = family_of(config).generation_class(config)
+    return count_parameters(model)
 
 
 __all__ = ["ALL_PRESETS", "AV_LLM_PRESETS", "PRESETS", "av_llm_preset", "favor_preset", "preset_config",

@@ -199,7 +199,7 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
     Raises:
         ValueError: a row breaks the format; the message names the row (0-based, or its line for a file) and field.
     """
-    import datasets
+    import datasets  # the `train` extra: only reading a training set needs it
 
     source = None
     if isinstance(path_or_table, (str, os.PathLike)):

@@ -11,11 +11,10 @@ also put LoRA on Whisper.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from ..models import FAMILIES, family_of
+from ..models import FAMILIES, count_parameters, family_of
 
 # The LoRA targets and the fully trained modules are each family's own (`ModelFamily.lora_target_modules`,
 # `lora_modules_to_save`); both families name their LLM alike, so the first family's regexes name them for both here.
@@ -46,8 +45,6 @@ def lora_config(
 ):
     """The `peft.LoraConfig` that `apply_lora` uses for a family (`model_type`): LoRA on the LLM only, the connector
     fully trainable."""
-    from peft import LoraConfig
-
     record = family_of(family)
     if target not in record.lora_target_modules:
         raise ValueError(f"target must be one of {sorted(record.lora_target_modules)}, got {target!r}.")
@@ -81,8 +78,6 @@ def apply_lora(
     Save / load with `PeftModel.save_pretrained(dir)` / `PeftModel.from_pretrained(base_model, dir)`;
     `merge_and_unload()` returns a plain `FavorForConditionalGeneration`.
     """
-    from peft import get_peft_model
-
     if not isinstance(model, trainable_model_classes()):
         names = " or ".join(cls.__name__ for cls in trainable_model_classes())
         raise TypeError(f"apply_lora expects a {names} (its LoRA targets are named from it), got {type(model).__name__}.")
@@ -92,25 +87,28 @@ def apply_lora(
     return get_peft_model(model, config)
 
 
+class _TrainableParameters:
+    """What [`count_parameters`] reads of a model (its `config` and `named_parameters()`), trainable parameters only."""
+
+    def __init__(self, model: nn.Module):
+        self.config = model.config
+        self.model = model
+
+    def named_parameters(self):
+        return ((name, p) for name, p in self.model.named_parameters() if p.requires_grad)
+
+
 def trainable_parameter_summary(model: nn.Module) -> dict[str, dict[str, int]]:
-    """Parameter counts per top-level part of a (possibly PEFT-wrapped) FAVOR model:
-    `{part: {"trainable": n, "total": n}}` for visual_encoder, speech_encoder,
-    audio_encoder, connector, language_model (LoRA weights included), lm_head, plus "all".
+    """`{part: {"trainable": n, "total": n}}` of a (possibly PEFT-wrapped) model, per part of its family as
+    [`transformers_av.models.count_parameters`] names them (FAVOR: "visual encoder", "speech encoder", "audio-event
+    encoder", "connector", "LLM" (LoRA weights included), "LM head"; the Audio-Visual LLM: "visual encoder", "audio
+    encoder", "projectors", "LLM", "LM head"), plus "total".
 
     With `modules_to_save` the connector is held twice (the frozen original and its trainable copy): both count in
     "total"."""
     base = _favor_model(model)
-    prefix = "model." if isinstance(base, trainable_model_classes()) else ""
-    summary: dict[str, dict[str, int]] = defaultdict(lambda: {"trainable": 0, "total": 0})
-    for name, parameter in base.named_parameters():
-        if prefix and name.startswith(prefix):
-            name = name[len(prefix) :]
-        part = name.split(".", 1)[0]
-        count = parameter.numel()
-        summary[part]["total"] += count
-        summary[part]["trainable"] += count if parameter.requires_grad else 0
-    summary["all"] = {key: sum(counts[key] for counts in summary.values()) for key in ("trainable", "total")}
-    return dict(summary)
+    totals, trainable = count_parameters(base), count_parameters(_TrainableParameters(base))
+    return {part: {"trainable": trainable[part], "total": total} for part, total in totals.items()}
 
 
 __all__ = [
