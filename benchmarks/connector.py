@@ -44,10 +44,10 @@ from pathlib import Path
 
 import torch
 
-from transformers_av.configuration.presets import favor_preset
-from transformers_av.modeling.connector import FavorConnector
-from transformers_av.modeling.windows import window_plan
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.presets.paper import favor_preset
+from transformers_av.models.favor.connector import FavorConnector
+from transformers_av.models.favor.windows import window_plan
+from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.testing.reference import per_resolution_connector, per_window_connector
 
 TOKENS_PER_FRAME = 32

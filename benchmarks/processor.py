@@ -8,7 +8,7 @@ Run (from the repository root, in the project's virtual environment):
 
 The media. A synthetic H.264 (libx264, crf 18, yuv420p) mp4 at `--height`x`--width` and `--source-fps`, with an AAC
 sound track (`--audio-rate`, `--audio-channels`; beeps over low noise), written with
-`transformers_av.testing.write_video` into `--cache-dir` (default: <tmp>/transformers_av_benchmarks) once and reused.
+`transformers_av.synthetic.media.write_video` into `--cache-dir` (default: <tmp>/transformers_av_benchmarks) once and reused.
 The frames are a panning smooth-noise texture blended with `make_frames`' colours and bouncing square, which codes at
 a realistic bitrate (~4 Mb/s at 720p30; flat synthetic frames would code at a few kb/s and decode unrealistically
 fast). `write_video` takes the whole clip in memory, so `--unique-seconds` (default 60) of distinct frames are
@@ -86,7 +86,7 @@ def _texture(height: int, width: int, margin: int, seed: int) -> np.ndarray:
 
 
 def _segment_frames(index: int, num_frames: int, height: int, width: int, fps: float) -> np.ndarray:
-    from transformers_av.testing import make_frames
+    from transformers_av.synthetic.media import make_frames
 
     palette = ["red", "lime", "blue", "yellow", "cyan", "magenta", "orange", "white"]
     colors = [palette[(index + k) % len(palette)] for k in range(max(1, round(num_frames / fps)))]
@@ -115,7 +115,7 @@ def ensure_media(args) -> tuple[Path, float | None]:
         return path, None
     import av
 
-    from transformers_av.testing import make_beep_track, write_video
+    from transformers_av.synthetic.media import make_beep_track, write_video
 
     start = time.perf_counter()
     fps = args.source_fps
@@ -201,7 +201,7 @@ def warmup_clip(cache_dir) -> Path:
 def ensure_warmup_clip(cache_dir) -> Path:
     path = warmup_clip(cache_dir)
     if not path.exists():
-        from transformers_av.testing import make_av_clip
+        from transformers_av.synthetic.media import make_av_clip
 
         make_av_clip(path, seconds=1.0, fps=10, size=(64, 64), sampling_rate=48000, channels=2)
     return path
@@ -248,9 +248,9 @@ class Stages:
 def build_favor(variant: str, stages: Stages):
     import torch
 
-    from transformers_av.processing import media as media_io
-    from transformers_av.testing import tiny_favor_config
-    from transformers_av.testing.processor import tiny_processor
+    from transformers_av.models.favor import processing_favor as media_io  # the loaders, as the processor calls them
+    from transformers_av.presets.tiny import tiny_favor_config
+    from transformers_av.presets.tiny import tiny_processor
 
     settings = {"compute_audio_events": False} if variant == "favor_no_beats" else {}
     processor = tiny_processor(tiny_favor_config("video_salmonn"), **settings)

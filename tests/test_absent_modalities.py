@@ -7,7 +7,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.presets.tiny import tiny_favor_config
 
 from test_modeling_favor import IMAGE, collate, sample_media
 

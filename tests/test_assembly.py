@@ -17,16 +17,16 @@ from transformers import (
 )
 
 from transformers_av import BeatsConfig, FavorForConditionalGeneration
-from transformers_av.modeling.assembly import load_weights_with_prefixes, processor_from_components
-from transformers_av.modeling.beats import BeatsModel
-from transformers_av.testing.configs import (
+from transformers_av.assembly import load_weights_with_prefixes, processor_from_components
+from transformers_av.models.beats.modeling_beats import BeatsModel
+from transformers_av.presets.tiny import (
     tiny_audio_config,
     tiny_qformer_config,
     tiny_speech_config,
     tiny_text_config,
     tiny_vision_config,
 )
-from transformers_av.testing.processor import ASSETS
+from transformers_av.presets.tiny import ASSETS
 from transformers_av.training import FavorDataCollator, load_av_dataset, make_sync_task
 
 IMAGE = 28

@@ -19,11 +19,11 @@ from transformers import (
 )
 
 from transformers_av import AvLlmForConditionalGeneration
-from transformers_av.modeling.assembly import av_llm_processor_from_components
+from transformers_av.assembly import av_llm_processor_from_components
 from transformers_av.testing import make_av_clip
-from transformers_av.testing.configs import tiny_text_config
-from transformers_av.testing.configs_av_llm import tiny_clap_audio_config, tiny_clip_vision_config
-from transformers_av.testing.processor import ASSETS
+from transformers_av.presets.tiny import tiny_text_config
+from transformers_av.presets.tiny import tiny_clap_audio_config, tiny_clip_vision_config
+from transformers_av.presets.tiny import ASSETS
 
 TINY_TEXT_TOWER = {"vocab_size": 99, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
                    "num_attention_heads": 4, "projection_dim": 16}

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from transformers_av.configuration.configuration_beats import BeatsConfig
+from transformers_av.models.beats.configuration_beats import BeatsConfig
 from transformers_av.conversion.beats import beats_config_from_official, convert_beats_state_dict
-from transformers_av.modeling.beats import BeatsModel, beats_token_padding_mask
-from transformers_av.processing.feature_extraction_beats import BeatsFeatureExtractor
+from transformers_av.models.beats.modeling_beats import BeatsModel, beats_token_padding_mask
+from transformers_av.models.beats.feature_extraction_beats import BeatsFeatureExtractor
 
 from log_mel_tolerance import beats_fbank_bound, within_db_of_frame_peak
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from transformers_av.modeling.connector import FavorConnector
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.testing.reference import (
     per_resolution_connector,
     per_window_connector,
+    randomized_connector,
     reference_diversity_loss,
 )
 
@@ -20,14 +20,8 @@ TOKENS_PER_FRAME = 32
 
 
 def make_connector(seed=0, **overrides):
-    torch.manual_seed(seed)
-    connector = FavorConnector(tiny_favor_config("video_salmonn", **overrides)).eval()
-    with torch.no_grad():  # random everything (zero-initialised query tokens would hide bugs)
-        for name, param in connector.named_parameters():
-            param.normal_(0.0, 0.5 if "query_tokens" in name else 0.05)
-            if "layer_norm" in name and name.endswith("weight"):
-                param.add_(1.0)
-    return connector
+    # random everything (zero-initialised query tokens would hide bugs)
+    return randomized_connector(tiny_favor_config("video_salmonn", **overrides), seed)
 
 
 def joint_tokens(connector, frame_counts, seed=1):
@@ -116,7 +110,7 @@ def test_diversity_loss_equals_direct_computation(resolutions_for_loss):
 
     torch.testing.assert_close(batched.diversity_loss, expected, atol=ATOL, rtol=0)
     torch.testing.assert_close(loop.diversity_loss, expected, atol=ATOL, rtol=0)
-    from transformers_av.modeling.windows import window_plan
+    from transformers_av.models.favor.windows import window_plan
 
     plans = [window_plan(c, connector.config.resolutions) for c in [25, 8]]
     torch.testing.assert_close(

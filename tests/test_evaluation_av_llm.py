@@ -11,8 +11,8 @@ from transformers_av import AvLlmForConditionalGeneration
 from transformers_av.evaluation import get_task
 from transformers_av.evaluation.runner import read_jsonl
 from transformers_av.testing import make_av_clip
-from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-from transformers_av.testing.processor import tiny_av_llm_processor
+from transformers_av.presets.tiny import tiny_av_llm_config
+from transformers_av.presets.tiny import tiny_av_llm_processor
 
 
 def test_cli_evaluate_runs_an_av_llm_like_direct_generate(tmp_path):

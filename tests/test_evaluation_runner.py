@@ -140,9 +140,9 @@ def test_llm_judge_over_http_stores_raw_answers_and_resumes(judge_server, tmp_pa
 def tiny_model_dir(tmp_path_factory):
     import torch
 
-    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.models.favor.modeling_favor import FavorForConditionalGeneration
     from transformers_av.testing import tiny_favor_config
-    from transformers_av.testing.processor import tiny_processor
+    from transformers_av.presets.tiny import tiny_processor
 
     torch.manual_seed(0)
     config = tiny_favor_config("video_salmonn")
@@ -228,8 +228,8 @@ def test_transformers_judge_answers_with_greedy_generation_of_the_prompt(tmp_pat
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from transformers_av.evaluation.judge import TransformersJudge
-    from transformers_av.testing.configs import tiny_text_config
-    from transformers_av.testing.processor import ASSETS
+    from transformers_av.presets.tiny import tiny_text_config
+    from transformers_av.presets.tiny import ASSETS
 
     torch.manual_seed(0)
     llm = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in tiny_text_config().items() if k != "model_type"})).eval()

@@ -17,12 +17,12 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av import hub as hub_module
+from transformers_av.hub import push as hub_push
 from transformers_av.hub import UploadRefusedError, folder_fingerprint, push_folder_to_hub, push_to_hub
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.testing.hub_server import LocalHubServer
-from transformers_av.testing.media import make_av_clip
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.synthetic.media import make_av_clip
+from transformers_av.presets.tiny import tiny_processor
 
 IMAGE = 28
 REPO = "user/favor-tiny"
@@ -149,7 +149,7 @@ def test_round_trip_is_bit_exact_with_revisions(server, pushed):
     assert server.commit_ids(REPO, revision="experiment")[0] == commits["second"]
     files = server.list_files(REPO, revision=commits["first"])
     for name in ("model.safetensors", "config.json", "README.md", "processor_config.json", "tokenizer.json",
-                 "qformer_tokenizer/tokenizer.json", "favor.py", "processing_favor.py", "media.py"):
+                 "qformer_tokenizer/tokenizer.json", "modeling_favor.py", "processing_favor.py", "video.py"):
         assert name in files, name
     assert server.read_file(REPO, "model.safetensors", revision="experiment") == (pushed["tmp"] / "b" / "model.safetensors").read_bytes()
 
@@ -241,7 +241,7 @@ class NoNetwork:
 @pytest.fixture
 def no_network(monkeypatch):
     api = NoNetwork()
-    monkeypatch.setattr(hub_module, "_api", lambda token: api)
+    monkeypatch.setattr(hub_push, "_api", lambda token: api)
     return api
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from transformers_av import AvLlmForConditionalGeneration
 from transformers_av import hub as hub_module
+from transformers_av.hub import push as hub_push
 from transformers_av.hub import (
     UploadRefusedError,
     push_folder_to_hub,
@@ -26,10 +27,10 @@ from transformers_av.hub import (
     validate_folder_for_upload,
     validate_processor_for_upload,
 )
-from transformers_av.testing.configs_av_llm import tiny_av_llm_config
+from transformers_av.presets.tiny import tiny_av_llm_config
 from transformers_av.testing.hub_server import LocalHubServer
-from transformers_av.testing.media import make_av_clip
-from transformers_av.testing.processor import tiny_av_llm_processor, tiny_processor
+from transformers_av.synthetic.media import make_av_clip
+from transformers_av.presets.tiny import tiny_av_llm_processor, tiny_processor
 
 REPO = "user/av-llm-tiny"
 NUM_FRAMES, NUM_SEGMENTS = 3, 2
@@ -62,7 +63,7 @@ PUSH_LOAD_AND_REFUSE = """
     from transformers import AutoModelForMultimodalLM, AutoProcessor
     from transformers_av import AvLlmForConditionalGeneration
     from transformers_av.hub import UploadRefusedError, push_folder_to_hub
-    from transformers_av.testing.configs_av_llm import tiny_av_llm_config
+    from transformers_av.presets.tiny import tiny_av_llm_config
 
     folder, nan_folder, clip, out = map(Path, sys.argv[1:5])
     prompts, base_models = json.loads(sys.argv[5]), json.loads(sys.argv[6])
@@ -270,7 +271,7 @@ class NoNetwork:
 @pytest.fixture
 def no_network(monkeypatch):
     api = NoNetwork()
-    monkeypatch.setattr(hub_module, "_api", lambda token: api)
+    monkeypatch.setattr(hub_push, "_api", lambda token: api)
     return api
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from transformers_av.modeling.favor import FavorForConditionalGeneration
+from transformers_av.models.favor.modeling_favor import FavorForConditionalGeneration
 
 record = Path(sys.argv.pop(1))
 original = FavorForConditionalGeneration.generate
@@ -121,9 +121,9 @@ def _run_lmms_eval(root: Path, model_name: str) -> SimpleNamespace:
 def lmms_run(tmp_path_factory):
     """Tiny video-SALMONN + local task; `python -m lmms_eval --model favor` run once."""
     require_lmms_eval()
-    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.models.favor.modeling_favor import FavorForConditionalGeneration
     from transformers_av.testing import tiny_favor_config
-    from transformers_av.testing.processor import tiny_processor
+    from transformers_av.presets.tiny import tiny_processor
 
     root = tmp_path_factory.mktemp("lmms")
     torch.manual_seed(0)
@@ -209,8 +209,8 @@ def test_lmms_eval_runs_an_audio_visual_llm_like_direct_generation(tmp_path):
     classes); video, the video's sound track and a separate audio reach it."""
     require_lmms_eval()
     from transformers_av import AvLlmForConditionalGeneration
-    from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-    from transformers_av.testing.processor import tiny_av_llm_processor
+    from transformers_av.presets.tiny import tiny_av_llm_config
+    from transformers_av.presets.tiny import tiny_av_llm_processor
 
     torch.manual_seed(0)
     config = tiny_av_llm_config()

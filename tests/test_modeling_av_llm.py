@@ -18,8 +18,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForMultimodalLM, AutoPr
 
 from transformers_av import AvLlmConfig, AvLlmForConditionalGeneration, AvLlmModel
 from transformers_av.testing import make_av_clip, make_tone
-from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-from transformers_av.testing.processor import tiny_av_llm_processor
+from transformers_av.presets.tiny import tiny_av_llm_config
+from transformers_av.presets.tiny import tiny_av_llm_processor
 
 MEDIA, VIS, AUD, AUD_VIS = 512, 513, 514, 515
 T, P, K = 4, 4, 2  # frames, spatial tokens (28 // 14) ** 2, audio segments

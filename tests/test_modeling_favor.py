@@ -5,7 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMultimodalLM
 
 from transformers_av import FavorConfig, FavorForConditionalGeneration, FavorModel, window_plan
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.presets.tiny import tiny_favor_config
 
 IMAGE = 28  # tiny ViT input: 2 x 2 patches
 MEL_CHUNK = 3000

@@ -14,16 +14,16 @@ import torch
 from safetensors.torch import load_file
 from transformers import ClapAudioConfig, ClapAudioModel, ClapFeatureExtractor, CLIPVisionModel
 
-from transformers_av.modeling.parts import (
-    ClapSegmentEncoder,
-    ClipFrameEncoder,
-    LinearAudioVisualConnector,
+from transformers_av.models.av_llm.clap_segments import ClapSegmentEncoder
+from transformers_av.models.av_llm.linear_connector import LinearAudioVisualConnector
+from transformers_av.models.av_llm.token_counts import (
     clap_flat_token_size,
     clip_num_patches,
     linear_connector_token_count,
     split_into_segments,
 )
-from transformers_av.testing.configs_av_llm import tiny_clap_audio_config, tiny_clip_vision_config
+from transformers_av.models.common.clip_frames import ClipFrameEncoder
+from transformers_av.presets.tiny import tiny_clap_audio_config, tiny_clip_vision_config
 
 # Same tower, same inputs, same process: our encoder wrappers vs a direct call of the transformers tower. Mostly the
 # very same kernels on the same tensors (measured 0); where the batch differs (5 valid frames vs 2, a frame alone vs in

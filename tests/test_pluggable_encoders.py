@@ -7,15 +7,15 @@ import torch
 from transformers import AutoModelForMultimodalLM
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av.modeling.visual_encoders import (
+from transformers_av.models.favor.visual_encoders import (
     ClipFrameTokens,
     InstructBlipFrameEncoder,
     register_visual_encoder,
     visual_encoder_class,
 )
-from transformers_av.testing.configs import tiny_favor_config
-from transformers_av.testing.configs_av_llm import tiny_clip_vision_config
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.presets.tiny import tiny_favor_config
+from transformers_av.presets.tiny import tiny_clip_vision_config
+from transformers_av.presets.tiny import tiny_processor
 from transformers_av.training import FavorDataCollator, load_av_dataset, make_sync_task
 
 IMAGE = 84  # a 6 x 6 patch grid: 36 tokens per frame, one per patch

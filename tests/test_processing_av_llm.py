@@ -14,12 +14,13 @@ import torch
 from transformers import AutoTokenizer, ClapFeatureExtractor, CLIPImageProcessor
 
 from transformers_av import AvLlmForConditionalGeneration
-from transformers_av.modeling.parts import split_into_segments
-from transformers_av.processing import media as media_io
-from transformers_av.processing.processing_av_llm import AvLlmProcessor
+from transformers_av import media as media_io
+from transformers_av.models.av_llm import processing_av_llm
+from transformers_av.models.av_llm.token_counts import split_into_segments
+from transformers_av.models.av_llm.processing_av_llm import AvLlmProcessor
 from transformers_av.testing import make_av_clip, make_frames, make_image, write_video
-from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-from transformers_av.testing.processor import ASSETS, tiny_av_llm_processor
+from transformers_av.presets.tiny import tiny_av_llm_config
+from transformers_av.presets.tiny import ASSETS, tiny_av_llm_processor
 
 MEDIA, VIS, AUD, AUD_VIS = 512, 513, 514, 515
 RATE = 16000
@@ -155,7 +156,7 @@ def test_a_segment_longer_than_the_window_is_centre_cropped(processor):
 # -- the modality token decides what is loaded ------------------------------------------------------------------------
 @pytest.fixture
 def audio_loads(monkeypatch):
-    """The sources `load_audio` is called with (the processor loads media via `transformers_av.processing.media`)."""
+    """The sources `load_audio` is called with (the processor module's own `load_audio`, from `transformers_av.media`)."""
     sources = []
     original = media_io.load_audio
 
@@ -163,7 +164,7 @@ def audio_loads(monkeypatch):
         sources.append(source)
         return original(source, **kwargs)
 
-    monkeypatch.setattr(media_io, "load_audio", counting)
+    monkeypatch.setattr(processing_av_llm, "load_audio", counting)
     return sources
 
 

@@ -12,10 +12,10 @@ import soundfile as sf
 import torch
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av.processing.media import MediaDecodeError, load_audio, load_video
-from transformers_av.processing.processing_favor import DEFAULT_PROMPT_TEMPLATE
+from transformers_av.media import MediaDecodeError, load_audio, load_video
+from transformers_av.models.favor.processing_favor import DEFAULT_PROMPT_TEMPLATE
 from transformers_av.testing import make_av_clip, make_frames, make_tone, tiny_favor_config, write_wav
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.presets.tiny import tiny_processor
 
 SR = 16000
 AAC_FRAME = 1024  # samples per AAC frame (the encoder pads the last one with zeros)

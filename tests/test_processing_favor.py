@@ -11,11 +11,11 @@ from transformers import AutoProcessor, AutoTokenizer, BertTokenizer, WhisperFea
 
 from transformers_av import FavorForConditionalGeneration
 from transformers_av.conversion.favor import convert_official_state_dict, favor_config_from_official
-from transformers_av.processing.feature_extraction_beats import BeatsFeatureExtractor
-from transformers_av.processing.image_processing_favor import FavorImageProcessor
-from transformers_av.processing.processing_favor import FavorProcessor
+from transformers_av.models.beats.feature_extraction_beats import BeatsFeatureExtractor
+from transformers_av.models.favor.image_processing_favor import FavorImageProcessor
+from transformers_av.models.favor.processing_favor import FavorProcessor
 from transformers_av.testing import make_av_clip, make_image, make_tone, tiny_favor_config, write_video, write_wav
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.presets.tiny import tiny_processor
 
 from log_mel_tolerance import beats_fbank_bound
 

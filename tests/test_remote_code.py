@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av.testing.configs import tiny_favor_config
-from transformers_av.testing.configs_av_llm import tiny_clip_vision_config
+from transformers_av.presets.tiny import tiny_favor_config
+from transformers_av.presets.tiny import tiny_clip_vision_config
 
 LOADER = textwrap.dedent(
     """
@@ -41,7 +41,7 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, v
     torch.manual_seed(0)
     model = FavorForConditionalGeneration(CONFIGS[visual_encoder]()).eval()
     model.save_pretrained(tmp_path / "checkpoint")
-    assert (tmp_path / "checkpoint" / "favor.py").exists()
+    assert (tmp_path / "checkpoint" / "modeling_favor.py").exists()
     (tmp_path / "loader.py").write_text(LOADER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
@@ -76,8 +76,8 @@ PROCESSOR_LOADER = textwrap.dedent(
 def test_processor_loads_with_trust_remote_code_without_the_package(tmp_path):
     import json
 
-    from transformers_av.testing.media import make_av_clip
-    from transformers_av.testing.processor import tiny_processor
+    from transformers_av.synthetic.media import make_av_clip
+    from transformers_av.presets.tiny import tiny_processor
 
     processor = tiny_processor(tiny_favor_config("video_salmonn", image_size=28))
     processor.save_pretrained(tmp_path / "checkpoint")
@@ -87,7 +87,7 @@ def test_processor_loads_with_trust_remote_code_without_the_package(tmp_path):
     assert saved["audio_feature_extractor"]["auto_map"] == {
         "AutoFeatureExtractor": "feature_extraction_beats.BeatsFeatureExtractor"
     }
-    for name in ("processing_favor.py", "image_processing_favor.py", "feature_extraction_beats.py", "media.py", "windows.py"):
+    for name in ("processing_favor.py", "image_processing_favor.py", "feature_extraction_beats.py", "video.py", "audio.py", "windows.py"):
         assert (tmp_path / "checkpoint" / name).exists(), name
     video = make_av_clip(tmp_path / "clip.mp4", seconds=2.0, fps=4, beep_at=[1.0], size=(32, 32)).path
     (tmp_path / "loader.py").write_text(PROCESSOR_LOADER)
@@ -129,9 +129,9 @@ def test_av_llm_checkpoint_and_processor_load_with_trust_remote_code_without_the
     import json
 
     from transformers_av import AvLlmForConditionalGeneration
-    from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-    from transformers_av.testing.media import make_av_clip
-    from transformers_av.testing.processor import tiny_av_llm_processor
+    from transformers_av.presets.tiny import tiny_av_llm_config
+    from transformers_av.synthetic.media import make_av_clip
+    from transformers_av.presets.tiny import tiny_av_llm_processor
 
     torch.manual_seed(0)
     config = tiny_av_llm_config()
@@ -140,7 +140,7 @@ def test_av_llm_checkpoint_and_processor_load_with_trust_remote_code_without_the
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["auto_map"]["AutoModelForMultimodalLM"] == (
-        "av_llm.AvLlmForConditionalGeneration"
+        "modeling_av_llm.AvLlmForConditionalGeneration"
     )
     assert json.loads((folder / "processor_config.json").read_text())["auto_map"] == {
         "AutoProcessor": "processing_av_llm.AvLlmProcessor"

@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from transformers_av import AvLlmForConditionalGeneration
-from transformers_av.testing.configs_av_llm import tiny_av_llm_config
-from transformers_av.testing.processor import tiny_av_llm_processor
+from transformers_av.presets.tiny import tiny_av_llm_config
+from transformers_av.presets.tiny import tiny_av_llm_processor
 from transformers_av.training import MATCH_TONES, AvLlmDataCollator, load_av_dataset, make_match_task
-from transformers_av.training.cli import STAGE_COMMON, STAGE_RECIPES, TrainSettings, load_train_settings, run_training
+from transformers_av.training import STAGE_COMMON, STAGE_RECIPES, TrainSettings, load_train_settings, run_training
 
 STEPS = 100
 VIEWS = ("<VIS>", "<AUD>", "<AUD_VIS>")
@@ -186,12 +186,13 @@ def test_lora_wraps_an_av_llm_like_a_favor_model():
     config = tiny_av_llm_config()
     model = apply_lora(AvLlmForConditionalGeneration(config), r=4, alpha=8, dropout=0.0)
     summary = trainable_parameter_summary(model)
-    assert summary["vision_encoder"]["trainable"] == summary["audio_encoder"]["trainable"] == 0
-    assert summary["lm_head"]["trainable"] == 0
+    assert summary["visual encoder"]["trainable"] == summary["audio encoder"]["trainable"] == 0
+    assert summary["LM head"]["trainable"] == 0
     # LoRA: 2 layers x 4 projections x (A: 4 x 64 + B: 64 x 4)
-    assert summary["language_model"]["trainable"] == 2 * 4 * (4 * 64 + 64 * 4)
+    assert summary["LLM"]["trainable"] == 2 * 4 * (4 * 64 + 64 * 4)
     projectors = 2 * (32 * 64 + 64) + (512 * 64 + 64)
-    assert summary["connector"]["trainable"] == projectors and summary["connector"]["total"] == 2 * projectors
+    assert summary["projectors"]["trainable"] == projectors and summary["projectors"]["total"] == 2 * projectors
+    assert summary["total"]["trainable"] == projectors + 2 * 4 * (4 * 64 + 64 * 4)
     processor = tiny_av_llm_processor(config)
     batch = processor(text=["<AUD> q", "<VIS> q"], audio=[np.zeros(16000, np.float32), None],
                       images=[None, np.full((32, 32, 3), 200, np.uint8)], sampling_rate=16000, answers=["a", "b"])

@@ -17,12 +17,13 @@ from transformers import AutoModelForMultimodalLM, AutoProcessor, TrainerCallbac
 
 from transformers_av import FavorForConditionalGeneration
 from transformers_av.cli import build_parser
-from transformers_av.testing.configs import tiny_favor_config
-from transformers_av.testing.media import make_frames, make_tone, write_video, write_wav
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.presets.tiny import tiny_favor_config
+from transformers_av.synthetic.media import make_frames, make_tone, write_video, write_wav
+from transformers_av.presets.tiny import tiny_processor
 from transformers_av.training import FavorDataCollator, load_train_settings, run_training, weights_digest
-from transformers_av.training.cli import RowNamingCollator, load_training_dataset
-from transformers_av.training.synthetic import make_sync_task
+from transformers_av.training.run import RowNamingCollator, load_training_dataset
+from transformers_av.training.settings import train_overrides
+from transformers_av.synthetic.tasks import make_sync_task
 
 IMAGE = 28  # tiny ViT input: 2 x 2 patches
 
@@ -68,6 +69,7 @@ def test_yaml_settings_with_command_line_overrides(tmp_path):
          "--training-args", '{"optim": "adamw_torch"}']
     )
     overrides = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command")}
+    assert overrides == train_overrides(args)  # only the options given: the YAML's values stand for the others
     settings = load_train_settings(args.config, overrides)
     assert settings.learning_rate == 2e-4  # the command line wins
     assert settings.lora is True and settings.lora_r == 8 and settings.max_steps == 7 and settings.save_steps == 3
@@ -88,6 +90,31 @@ def test_yaml_settings_with_command_line_overrides(tmp_path):
         load_train_settings(config, {"training_args": {"seed": 1}})
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--lora", "maybe"])
+
+
+def test_settings_from_json_negated_flags_and_json_text(tmp_path):
+    """The options are HfArgumentParser's: `--no-<flag>` turns off a flag that is on; a dictionary setting is JSON text
+    on the command line; a .json config is read like a YAML one; what is not given keeps the file's value."""
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"model": "tiny-favor", "train_data": "d.jsonl", "lora_r": 4, "stage": 2}))
+    args = build_parser().parse_args(
+        ["train", "--config", str(config), "--no-ensure-all-modalities", "--lora",
+         "--model-config-overrides", '{"image_size": 28}', "--lora-target", "attention+mlp"]
+    )
+    overrides = train_overrides(args)
+    assert set(overrides) == {"ensure_all_modalities", "lora", "model_config_overrides", "lora_target"}
+    settings = load_train_settings(args.config, overrides)
+    assert settings.ensure_all_modalities is False and settings.lora is True and settings.lora_r == 4
+    assert settings.model_config_overrides == {"image_size": 28} and settings.lora_target == "attention+mlp"
+    assert settings.learning_rate == 2e-5  # the stage's value: nothing set it
+    with pytest.raises(ValueError, match="'model_config_overrides' must be a JSON object"):
+        load_train_settings(config, {"model_config_overrides": "{image_size: 28"})
+    with pytest.raises(ValueError, match="'seed' cannot be null"):
+        load_train_settings(config, {"seed": None})
+    with pytest.raises(ValueError, match=rf"{config}: unknown training setting 'lorar'; did you mean 'lora_r'"):
+        load_train_settings(config, {"lorar": 8})
+    with pytest.raises(SystemExit):  # argparse checks the choices
+        build_parser().parse_args(["train", "--lora-target", "mlp"])
 
 
 def test_resume_latest_without_checkpoint_is_a_clear_error(workspace, tmp_path):

@@ -11,9 +11,9 @@ import torch
 
 
 
-from transformers_av.testing.configs import tiny_favor_config  # noqa: E402
-from transformers_av.testing.media import make_av_clip, make_tone, write_wav  # noqa: E402
-from transformers_av.testing.processor import tiny_processor  # noqa: E402
+from transformers_av.presets.tiny import tiny_favor_config  # noqa: E402
+from transformers_av.synthetic.media import make_av_clip, make_tone, write_wav  # noqa: E402
+from transformers_av.presets.tiny import tiny_processor  # noqa: E402
 from transformers_av.training.data import FavorDataCollator, load_av_dataset  # noqa: E402
 
 AV = 512  # the placeholder id of the tiny tokenizer
@@ -273,7 +273,7 @@ def test_trainer_feeds_the_collator_raw_rows(processor, media, tmp_path):
     """With remove_unused_columns=False the Trainer hands the string columns to the collator."""
     from transformers import Trainer, TrainingArguments
 
-    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.models.favor.modeling_favor import FavorForConditionalGeneration
 
     config = tiny_favor_config("video_salmonn", image_size=28)
     model = FavorForConditionalGeneration(config)
@@ -295,7 +295,7 @@ def test_favor_trainer_keeps_the_raw_columns_without_being_told(processor, media
     """FavorTrainer with default TrainingArguments (remove_unused_columns=True): the rows still reach the collator."""
     from transformers import TrainingArguments
 
-    from transformers_av.modeling.favor import FavorForConditionalGeneration
+    from transformers_av.models.favor.modeling_favor import FavorForConditionalGeneration
     from transformers_av.training import FavorTrainer
 
     model = FavorForConditionalGeneration(tiny_favor_config("video_salmonn", image_size=28))

@@ -13,7 +13,8 @@ from safetensors import safe_open
 from transformers import Trainer, TrainerCallback
 
 from transformers_av import FavorForConditionalGeneration, window_plan
-from transformers_av.testing.configs import tiny_favor_config
+from transformers_av.models import count_parameters
+from transformers_av.presets.tiny import tiny_favor_config
 from transformers_av.training import (
     LLM_ATTENTION_LORA_TARGET_REGEX,
     LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
@@ -168,13 +169,17 @@ def test_apply_lora_trains_llm_lora_and_connector_only(target, projections):
     assert re.fullmatch(regex, "model.speech_encoder.layers.0.self_attn.q_proj") is None
     assert re.fullmatch(regex, "model.connector.qformer.layers.0.self_attention.query") is None
 
-    summary = trainable_parameter_summary(peft_model)
-    for part in ENCODERS + ("lm_head",):
-        assert summary[part]["trainable"] == 0, part
+    summary = trainable_parameter_summary(peft_model)  # the family's part names, as count_parameters gives them
+    assert list(summary) == ["visual encoder", "speech encoder", "audio-event encoder", "connector", "LLM", "LM head",
+                             "total"]
+    for part in ("visual encoder", "speech encoder", "audio-event encoder", "LM head"):
+        assert summary[part]["trainable"] == 0 and summary[part]["total"] > 0, part
     assert summary["connector"]["trainable"] == sum(p.numel() for p in model.model.connector.parameters()) // 2
     lora_count = sum(p.numel() for n, p in peft_model.named_parameters() if ".lora_" in n)
-    assert summary["language_model"]["trainable"] == lora_count
-    assert summary["all"]["trainable"] == sum(p.numel() for n, p in peft_model.named_parameters() if p.requires_grad)
+    assert summary["LLM"]["trainable"] == lora_count
+    assert summary["total"]["trainable"] == sum(p.numel() for n, p in peft_model.named_parameters() if p.requires_grad)
+    assert summary["total"]["total"] == sum(p.numel() for p in peft_model.parameters())
+    assert {part: counts["total"] for part, counts in summary.items()} == count_parameters(peft_model)
 
     if target != "attention":
         return

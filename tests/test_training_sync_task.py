@@ -24,8 +24,8 @@ Tiny-model settings that matter (random weights must carry the signal the task n
 import torch
 
 from transformers_av import FavorForConditionalGeneration
-from transformers_av.testing.configs import tiny_favor_config, tiny_qformer_config, tiny_speech_config, tiny_vision_config
-from transformers_av.testing.processor import tiny_processor
+from transformers_av.presets.tiny import tiny_favor_config, tiny_qformer_config, tiny_speech_config, tiny_vision_config
+from transformers_av.presets.tiny import tiny_processor
 from transformers_av.training import SYNC_PALETTE, FavorDataCollator, load_av_dataset, make_sync_task
 
 SECONDS = 2

@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+import torch
+from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+from .conversion.checkpoint import assemble_official_state_dict, convert_checkpoint, load_official_file
+from .conversion.favor import favor_config_from_official
+from .evaluation.cli import add_evaluate_arguments, run_evaluate
+from .models import FavorConfig
+from .presets import AV_LLM_PRESETS, PRESETS, TINY_MODELS, favor_preset, preset_parameter_counts
+from .synthetic.media import make_av_clip
+from .training.cli import run_from_args as run_train
+from .training.settings import train_argument_parser
 
 
 def _convert(args) -> int:
-    import torch
-
-    from .configuration import FavorConfig
-    from .configuration.presets import favor_preset
-    from .conversion.checkpoint import assemble_official_state_dict, convert_checkpoint, load_official_file
-    from .conversion.favor import favor_config_from_official
-
     if args.official_config:
         config = favor_config_from_official(json.loads(Path(args.official_config).read_text()))
     elif args.config:
@@ -46,37 +53,20 @@ def _convert(args) -> int:
 
 
 def _presets(args) -> int:
-    from .configuration.presets import AV_LLM_PRESETS, PRESETS, preset_parameter_counts
-
-    print("| preset | total | LLM | Whisper encoder | BEATs | ViT + Q-Former | connector |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in PRESETS:
-        c = preset_parameter_counts(name)
-        cells = [f"{c[k]:,}" for k in ("total", "llm", "whisper_encoder", "beats", "vision", "connector")]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    print()
-    print("| preset | total | LLM | CLIP vision | CLAP audio | projectors |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in AV_LLM_PRESETS:
-        c = preset_parameter_counts(name)
-        cells = [f"{c[k]:,}" for k in ("total", "llm", "clip_vision", "clap_audio", "connector")]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    """One table per model family: the parameters of each preset per part, as `count_parameters` names the parts."""
+    for names in (PRESETS, AV_LLM_PRESETS):
+        counts = {name: preset_parameter_counts(name) for name in names}
+        parts = list(counts[names[0]])
+        print("| preset | " + " | ".join(parts) + " |")
+        print("|---|" + "---:|" * len(parts))
+        for name, count in counts.items():
+            print(f"| {name} | " + " | ".join(f"{count[part]:,}" for part in parts) + " |")
+        print()
     return 0
 
 
 def _demo(args) -> int:
     """Decode a clip (a generated one by default), run every stage, print the answer and the time of each stage."""
-    import tempfile
-    import time
-
-    import torch
-
-    from .modeling.av_llm import AvLlmForConditionalGeneration
-    from .modeling.favor import FavorForConditionalGeneration
-    from .testing import make_av_clip, tiny_favor_config
-    from .testing.configs_av_llm import tiny_av_llm_config
-    from .testing.processor import tiny_av_llm_processor, tiny_processor
-
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video
@@ -84,21 +74,15 @@ def _demo(args) -> int:
             clip = make_av_clip(Path(tmp) / "demo.mp4", seconds=args.seconds, fps=8, beep_at=[args.seconds / 2])
             video = str(clip.path)
             print(f"generated {video}: {clip.num_frames} frames at {clip.fps} fps, a beep at {args.seconds / 2:.1f} s")
-        if args.model in (None, "tiny-video-salmonn"):
-            print("model: tiny video-SALMONN with RANDOM weights (no trained checkpoint is used): the answer is noise")
-            config = tiny_favor_config("video_salmonn")
-            model = FavorForConditionalGeneration(config).eval()
-            processor = tiny_processor(config)
-        elif args.model == "tiny-av-llm":
-            print("model: tiny Audio-Visual LLM with RANDOM weights (no trained checkpoint is used): the answer is noise")
-            config = tiny_av_llm_config()
-            model = AvLlmForConditionalGeneration(config).eval()
-            processor = tiny_av_llm_processor(config)
+        source = args.model or "tiny-video-salmonn"
+        if source in TINY_MODELS:
+            print(f"model: {TINY_MODELS[source].description} with RANDOM weights (no trained checkpoint is used): the "
+                  "answer is noise")
+            model, processor = TINY_MODELS[source].build()
+            model.eval()
         else:
-            from transformers import AutoModelForMultimodalLM, AutoProcessor
-
-            model = AutoModelForMultimodalLM.from_pretrained(args.model).eval()
-            processor = AutoProcessor.from_pretrained(args.model)
+            model = AutoModelForMultimodalLM.from_pretrained(source).eval()
+            processor = AutoProcessor.from_pretrained(source)
 
         timings: dict[str, float] = {}
         stages = dict(model.model.encoder_modules(), connector=model.model.connector)
@@ -156,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="answer a question about a video, timing every stage (default: generated clip, tiny model)")
     demo.add_argument("--video", help="a video file (default: a generated clip with a sound track)")
-    demo.add_argument("--model", help="a converted/trained model folder or Hub id, or 'tiny-video-salmonn' (the "
-                      "default) / 'tiny-av-llm' (tiny random weights)")
+    demo.add_argument("--model", help="a converted/trained model folder or Hub id, or a tiny model with random "
+                      f"weights: {' / '.join(TINY_MODELS)} (default: tiny-video-salmonn)")
     demo.add_argument("--question", default="What happens on screen when the beep sounds?")
     demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip")
     demo.add_argument("--max-new-tokens", type=int, default=16)
@@ -167,8 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="print the published shapes and their exact parameter counts")
     presets.set_defaults(func=_presets)
 
-    from .evaluation.cli import add_evaluate_arguments, run_evaluate
-
     evaluate = sub.add_parser(
         "evaluate", help="run an AVEB / SAVE benchmark task: resumable per-sample JSONL, summary with 95%% CI",
         description="Evaluate a model on one benchmark task (see transformers_av.evaluation and the README).",
@@ -176,14 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
-    from .training.cli import add_train_arguments, run_from_args
-
     train = sub.add_parser(
         "train", help="fine-tune from a YAML config and/or options; under `accelerate launch` on many processes",
         description="Fine-tune a FAVOR / video-SALMONN model (see transformers_av.training.cli and the README).",
+        parents=[train_argument_parser(add_help=False)],  # the options HfArgumentParser builds from TrainSettings
     )
-    add_train_arguments(train)
-    train.set_defaults(func=run_from_args)
+    train.set_defaults(func=run_train)
     return parser
 
 

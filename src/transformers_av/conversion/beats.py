@@ -8,7 +8,7 @@ import re
 import torch
 from transformers.utils import logging
 
-from ..configuration.configuration_beats import BeatsConfig
+from ..models.beats.configuration_beats import BeatsConfig
 
 
 # Defaults of the official `BEATsConfig` (they differ from ours: a checkpoint `cfg` only overrides some of them)

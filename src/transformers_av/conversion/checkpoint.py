@@ -14,8 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from huggingface_hub import save_torch_state_dict
+from peft import LoraConfig
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, GenerationConfig, WhisperModel
 
-from ..configuration import FavorConfig
+from ..models import FavorConfig, FavorForConditionalGeneration
 from .favor import ConversionReport, convert_official_state_dict
 
 logger = logging.getLogger(__name__)
@@ -60,8 +64,6 @@ def assemble_official_state_dict(
     instructblip: the LAVIS InstructBLIP `.pth`; only the ViT, ln_vision, Q-Former and query tokens are kept.
     llm: a transformers causal LM (path or Hub id, e.g. Vicuna v1.5) or its state dict.
     """
-    from transformers import AutoModelForCausalLM, WhisperModel
-
     full: dict[str, torch.Tensor] = {}
     if whisper is not None:
         for key, value in _hf_state_dict(whisper, WhisperModel).items():
@@ -95,10 +97,6 @@ def convert_checkpoint(
 ) -> ConversionReport:
     """Convert a full official state dict and write a loadable folder (sharded safetensors + config + generation
     config with the official decoding defaults). Refuses to write anything when keys are missing or unexpected."""
-    from huggingface_hub import save_torch_state_dict
-
-    from ..modeling.favor import FavorForConditionalGeneration
-
     state_dict, lora, report = convert_official_state_dict(official, config, lora_alpha=lora_alpha, merge_lora=merge_lora)
     report.raise_if_incomplete()
     with torch.device("meta"):  # only to list the keys the model expects; no memory is used
@@ -129,8 +127,6 @@ def convert_checkpoint(
 
 def official_generation_config(config: FavorConfig):
     """The official inference settings: 5 beams, repetition penalty 1.5, up to 512 new tokens."""
-    from transformers import GenerationConfig
-
     text = config.text_config
     return GenerationConfig(
         bos_token_id=text.bos_token_id,
@@ -144,9 +140,6 @@ def official_generation_config(config: FavorConfig):
 
 
 def _write_lora_adapter(lora: dict, directory: Path, lora_alpha: float):
-    from peft import LoraConfig
-    from safetensors.torch import save_file
-
     rank = next(v for k, v in lora.items() if k.endswith("lora_A.weight")).shape[0]
     modules = sorted({k.split(".")[-3] for k in lora})
     directory.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..configuration import FavorConfig
+from ..models import FavorConfig
 from .beats import beats_config_from_official, convert_beats_state_dict
 from .visual import convert_visual_state_dict, visual_configs_from_official
 

@@ -31,6 +31,6 @@ def metric_path(name: str) -> str:
 
 def load_metric(name: str, config_name: str | None = None, **kwargs):
     """`evaluate.load` of one of the packaged metric modules (offline)."""
-    import evaluate
+    import evaluate  # the `eval` extra: needed only to load a metric
 
     return evaluate.load(metric_path(name), config_name, **kwargs)

@@ -11,10 +11,17 @@ tasks: the judge's raw answer per sample), `results.jsonl` (per-sample scores), 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+from .data import convert_save_annotations, load_manifest, write_jsonl
+from .judge import OpenAICompatibleJudge, TransformersJudge
+from .runner import generate_answers, score, write_model_index, write_summary
 from .tasks import TASKS, get_task
 
 
@@ -67,8 +74,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     task = get_task(args.task)
     if args.convert_save:
-        from .data import convert_save_annotations, write_jsonl
-
         if not args.data:
             print("error: --convert-save needs --data (the manifest to write)", file=sys.stderr)
             return 2
@@ -84,17 +89,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"error: task {task.name} is scored by an LLM judge: give --judge-url or --judge-transformers",
               file=sys.stderr)
         return 2
-
-    import json
-
-    import torch
-    from transformers import AutoModelForMultimodalLM, AutoProcessor
-
-    import transformers_av  # noqa: F401  (registers the Auto classes)
-
-    from .data import load_manifest
-    from .judge import OpenAICompatibleJudge, TransformersJudge
-    from .runner import generate_answers, score, write_model_index, write_summary
 
     samples = load_manifest(args.data)
     if args.limit is not None:

@@ -27,7 +27,7 @@ def load_manifest(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"manifest not found: {path}")
     if path.is_dir():
-        import datasets
+        import datasets  # the `eval` extra: only the saved-dataset, CSV and Parquet manifests need it
 
         rows = [dict(r) for r in datasets.load_from_disk(str(path))]
     elif path.suffix in (".jsonl", ".ndjson"):
@@ -43,7 +43,7 @@ def load_manifest(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(rows, list):
             raise ValueError(f"{path}: a JSON manifest must be a list of samples")
     else:
-        import datasets
+        import datasets  # the `eval` extra (as above)
 
         kind = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".arrow": "arrow"}.get(path.suffix)
         if kind is None:

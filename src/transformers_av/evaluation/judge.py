@@ -18,6 +18,9 @@ import urllib.error
 import urllib.request
 from typing import Protocol
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 __all__ = ["Judge", "OpenAICompatibleJudge", "TransformersJudge", "judge_verdict"]
 
 
@@ -90,8 +93,6 @@ class TransformersJudge:
     """A local `transformers` causal LM as judge (greedy decoding, chat template when the tokenizer has one)."""
 
     def __init__(self, model: str, *, max_new_tokens: int = 64, device: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.name = model
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForCausalLM.from_pretrained(model).eval()
@@ -100,8 +101,6 @@ class TransformersJudge:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, prompt: str) -> str:
-        import torch
-
         if getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt",

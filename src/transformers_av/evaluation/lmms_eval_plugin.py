@@ -30,6 +30,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import torch
+from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+from ..media import load_audio
+
 __all__ = ["model_manifests"]
 
 # HF `generate` arguments taken from a task's generation_kwargs as they are (besides the ones handled explicitly).
@@ -41,6 +46,7 @@ _SAMPLING_RATE = 16000
 def model_manifests() -> list[Any]:
     """Entry-point payload: the lmms-eval manifest registering `favor` as a chat model (aliases `video_salmonn` and
     `av_llm`: the class loads any transformers-av model and its processor through the Auto classes)."""
+    # lmms-eval is optional (the `lmms` extra, installed without its dependencies): imported only when it calls us
     from lmms_eval.models.registry_v2 import ModelManifest
 
     return [ModelManifest(model_id="favor", chat_class_path="transformers_av.evaluation.lmms_eval_plugin.FavorChat",
@@ -55,8 +61,6 @@ def _audio_value(value: Any) -> Any:
     """A path as it is; a `datasets` Audio value (`{"array", "sampling_rate"}`) as a 16 kHz mono waveform."""
     if not _is_audio_array(value):
         return value
-    from transformers_av.processing.media import load_audio
-
     return load_audio(value["array"], sampling_rate=_SAMPLING_RATE,
                       source_sampling_rate=int(value["sampling_rate"])).waveform
 
@@ -126,6 +130,7 @@ def _batches(requests: list[Any], batch_size: int) -> list[list[int]]:
 
 
 def _chat_class():
+    # lmms-eval is optional: the class that subclasses its base class is built on first use (see `__getattr__`)
     from lmms_eval.api.model import lmms
     from lmms_eval.protocol import ChatMessages
 
@@ -146,11 +151,6 @@ def _chat_class():
             if kwargs:
                 raise TypeError(f"favor: unknown model_args {sorted(kwargs)} (known: pretrained, device, dtype, "
                                 "batch_size, max_new_tokens)")
-            import torch
-            from transformers import AutoModelForMultimodalLM, AutoProcessor
-
-            import transformers_av  # noqa: F401  (registers the Auto classes)
-
             if str(batch_size) == "auto":
                 raise ValueError("favor: batch_size=auto is not supported; give a number")
             torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
@@ -179,8 +179,6 @@ def _chat_class():
             return self.processor(**arguments, return_tensors="pt").to(self.model.device)
 
         def generate_until(self, requests) -> list[Any]:
-            import torch
-
             answers: list[Any] = [None] * len(requests)
             for indices in _batches(requests, self.batch_size):
                 gen_kwargs = requests[indices[0]].args[2]

@@ -18,6 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from tqdm.auto import tqdm
+
 from . import scoring
 from .data import resolve_media
 from .judge import Judge, judge_verdict
@@ -76,9 +80,6 @@ def generate_answers(
     Records already in `output_file` (same id) are kept and not regenerated. Returns the records of all `samples`,
     in manifest order: `id`, `prompt`, `prediction`, `reference` (and `choices` / `question` when the task has them).
     """
-    import torch
-    from tqdm.auto import tqdm
-
     output_file = Path(output_file)
     output_file.parent.mkdir(parents=True, exist_ok=True)
     done = {r["id"]: r for r in read_jsonl(output_file)}
@@ -127,8 +128,6 @@ def bootstrap_interval(
 
 
 def _judge_all(task: Task, records: list[dict[str, Any]], judge: Judge, judgments_file: Path | None) -> None:
-    from tqdm.auto import tqdm
-
     stored = {r["id"]: r for r in read_jsonl(judgments_file)} if judgments_file else {}
     handle = judgments_file.open("a", encoding="utf-8") if judgments_file else None
     try:
@@ -266,8 +265,6 @@ def write_summary(summary: dict[str, Any], output_dir: str | Path) -> tuple[Path
 
 def write_model_index(card_path: str | Path, model_name: str, summaries: Sequence[dict[str, Any]]) -> Path:
     """Add (or replace) the results in a model card's `model-index` metadata (README.md front matter)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
     card_path = Path(card_path)
     card = ModelCard.load(card_path) if card_path.exists() else ModelCard("---\n---\n")
     data: ModelCardData = card.data

@@ -16,16 +16,21 @@ import math
 import os
 import re
 import shutil
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
+
+from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
 
 def metric_info(description: str, citation: str, inputs_description: str, *, references_are_lists: bool):
     """The `evaluate.MetricInfo` of this package's metric modules: string predictions, and one reference string or a
     list of them per sample."""
-    import datasets
+    import datasets  # the `eval` extra: only the metric modules, which `evaluate` itself loads, call this
     import evaluate
 
     string = datasets.Value("string")
@@ -82,8 +87,6 @@ def _english_spelling_mapping() -> dict[str, str]:
     if override:
         return json.loads(Path(override).read_text(encoding="utf-8"))
     try:
-        from importlib.resources import files
-
         return json.loads(files("whisper_normalizer").joinpath("normalizers/english.json").read_text(encoding="utf-8"))
     except (ModuleNotFoundError, FileNotFoundError) as error:
         raise ImportError(
@@ -96,8 +99,6 @@ def _english_spelling_mapping() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def whisper_english_normalizer() -> Callable[[str], str]:
     """The Whisper English text normaliser (transformers' `EnglishTextNormalizer`) with its spelling table."""
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
-
     return EnglishTextNormalizer(_english_spelling_mapping())
 
 
@@ -293,7 +294,7 @@ def _require_java(what: str) -> str:
 def _require_pycocoevalcap(what: str) -> Path:
     """The folder of the installed pycocoevalcap (a namespace package: no `__file__`)."""
     try:
-        import pycocoevalcap
+        import pycocoevalcap  # the `eval` extra, needed by the caption metrics only
     except ModuleNotFoundError as error:
         raise ImportError(f"{what} needs pycocoevalcap: `pip install 'transformers-av[eval]'`") from error
     return Path(list(pycocoevalcap.__path__)[0])
@@ -313,7 +314,7 @@ def _tokenize_corpus(
     if tokenizer == "ptb":
         _require_java("The PTB tokeniser")
         _require_pycocoevalcap("The PTB tokeniser")
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # optional: checked just above
 
         ptb = PTBTokenizer()
         hyps = ptb.tokenize({i: [{"caption": p}] for i, p in enumerate(predictions)})
@@ -392,8 +393,6 @@ def meteor(
     _require_java("METEOR")
     package = _require_pycocoevalcap("METEOR")
     hyps, refs = _tokenize_corpus(predictions, references, tokenizer)
-    import subprocess
-
     jar_dir = package / "meteor"
     process = subprocess.Popen(
         ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"],
@@ -436,7 +435,7 @@ def spice(
             "pycocoevalcap.spice.get_stanford_models import get_stanford_models; get_stanford_models()\"`, or copy "
             "both jars from stanford-corenlp-full-2015-12-09.zip into that folder."
         )
-    from pycocoevalcap.spice.spice import Spice
+    from pycocoevalcap.spice.spice import Spice  # optional: checked above
 
     hyps, refs = _tokenize_corpus(predictions, references, tokenizer)
     score, per_sample = Spice().compute_score(

@@ -2,7 +2,7 @@
 modality-augmented one), LoRA on the LLM (`apply_lora`), `FavorTrainer`, LLM-only gradient checkpointing, synthetic
 audio-visual tasks, and the `transformers-av train` command (`TrainSettings`, `run_training`, the AV-LLM's stages)."""
 
-from .cli import TrainSettings, WeightDigestCallback, load_train_settings, run_training, weights_digest
+from ..synthetic.tasks import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
 from .data import CONVERSATION_FIELD, MEDIA_FIELDS, AvLlmDataCollator, FavorDataCollator, load_av_dataset, normalize_row
 from .peft import (
     LLM_ATTENTION_LORA_TARGET_REGEX,
@@ -12,7 +12,8 @@ from .peft import (
     lora_config,
     trainable_parameter_summary,
 )
-from .synthetic import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
+from .run import WeightDigestCallback, run_training, weights_digest
+from .settings import STAGE_COMMON, STAGE_RECIPES, TrainSettings, load_train_settings
 from .trainer import (
     LOSS_TERMS,
     FavorTrainer,
@@ -33,6 +34,8 @@ __all__ = [
     "MATCH_QUESTION",
     "MATCH_TONES",
     "MEDIA_FIELDS",
+    "STAGE_COMMON",
+    "STAGE_RECIPES",
     "SYNC_PALETTE",
     "SYNC_QUESTION",
     "TrainSettings",

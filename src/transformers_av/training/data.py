@@ -64,6 +64,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..media import has_audio_track
+from ..models.av_llm.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
+from ..models.av_llm.processing_av_llm import mark_modality
+from ..models.common.processing_common import is_media_file
+from ..models.favor.processing_favor import SAMPLING_RATE, TEXT_ONLY_TEMPLATE
+
 MEDIA_FIELDS = ("video", "audio", "image")
 TEXT_FIELDS = ("prompt", "answer")
 CONVERSATION_FIELD = "conversations"
@@ -193,7 +199,7 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
     Raises:
         ValueError: a row breaks the format; the message names the row (0-based, or its line for a file) and field.
     """
-    import datasets
+    import datasets  # the `train` extra: only reading a training set needs it
 
     source = None
     if isinstance(path_or_table, (str, os.PathLike)):
@@ -367,7 +373,6 @@ class FavorDataCollator:
         if has_media:
             return rendered
         # a text-only prompt is wrapped by the processor's text-only template: hand it the inside
-        from ..processing.processing_favor import TEXT_ONLY_TEMPLATE
 
         before, after = TEXT_ONLY_TEMPLATE.split("{question}")
         if not (rendered.startswith(before) and rendered.endswith(after)):
@@ -392,7 +397,6 @@ class FavorDataCollator:
         row j != i), with joined prompts and answers."""
         if self.mixed_unpaired_ratio <= 0 or len(samples) < 2:
             return samples
-        from ..processing import media as media_io
 
         track: dict[int, str | None] = {}
 
@@ -401,7 +405,7 @@ class FavorDataCollator:
                 other = samples[j]
                 if other.audio is not None:
                     track[j] = other.audio
-                elif other.video is not None and media_io.has_audio_track(other.video):
+                elif other.video is not None and has_audio_track(other.video):
                     track[j] = other.video
                 else:
                     track[j] = None
@@ -470,7 +474,6 @@ class FavorDataCollator:
 
     def _add_missing_modalities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Zero dummy inputs for the modalities the whole batch lacks (see `ensure_all_modalities`)."""
-        from ..processing.processing_favor import SAMPLING_RATE
 
         processor = self.processor
         batch_size = batch["input_ids"].shape[0]
@@ -544,15 +547,11 @@ class AvLlmDataCollator(FavorDataCollator):
 
     def _views(self, sample: _Sample) -> list[_Sample]:
         """The `<VIS>` / `<AUD>` / `<AUD_VIS>` copies of an audio-visual sample (the sample itself otherwise)."""
-        from ..configuration.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
-        from ..processing import media as media_io
-        from ..processing.batching import is_media_file
-        from ..processing.processing_av_llm import mark_modality
 
         if any(token in sample.text for token in MODALITY_TOKENS.values()):
             return [sample]
         has_picture = sample.video is not None or sample.image is not None
-        has_sound = sample.audio is not None or (is_media_file(sample.video) and media_io.has_audio_track(sample.video))
+        has_sound = sample.audio is not None or (is_media_file(sample.video) and has_audio_track(sample.video))
         if not (has_picture and has_sound):
             return [sample]
         views = []

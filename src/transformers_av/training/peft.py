@@ -11,30 +11,21 @@ also put LoRA on Whisper.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
-# PEFT matches a string `target_modules` with `re.fullmatch` against the module name inside the wrapped
-# `FavorForConditionalGeneration`: only the decoder layers of `model.language_model` can match.
-LLM_ATTENTION_LORA_TARGET_REGEX = r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj"
-LLM_ATTENTION_MLP_LORA_TARGET_REGEX = (
-    r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-)
-LORA_TARGET_REGEXES = {
-    "attention": LLM_ATTENTION_LORA_TARGET_REGEX,
-    "attention+mlp": LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
-}
-CONNECTOR_MODULES_TO_SAVE = ["connector"]
+from ..models import FAMILIES, count_parameters, family_of
+
+# The LoRA targets and the fully trained modules are each family's own (`ModelFamily.lora_target_modules`,
+# `lora_modules_to_save`); both families name their LLM alike, so the first family's regexes name them for both here.
+LORA_TARGET_REGEXES = dict(FAMILIES["favor"].lora_target_modules)
+LLM_ATTENTION_LORA_TARGET_REGEX = LORA_TARGET_REGEXES["attention"]
+LLM_ATTENTION_MLP_LORA_TARGET_REGEX = LORA_TARGET_REGEXES["attention+mlp"]
 
 
 def trainable_model_classes() -> tuple[type, ...]:
-    """The model classes the training tools take: both families name their parts alike (`model.language_model`,
-    `model.connector`, encoders listed by `encoder_modules()`)."""
-    from ..modeling.av_llm import AvLlmForConditionalGeneration
-    from ..modeling.favor import FavorForConditionalGeneration
-
-    return (FavorForConditionalGeneration, AvLlmForConditionalGeneration)
+    """The model classes the training tools take: the generation model of every family that declares LoRA targets."""
+    return tuple(family.generation_class for family in FAMILIES.values() if family.lora_target_modules)
 
 
 def _favor_model(model: nn.Module) -> nn.Module:
@@ -44,19 +35,25 @@ def _favor_model(model: nn.Module) -> nn.Module:
 
 
 def lora_config(
-    *, r: int = 32, alpha: float = 32, dropout: float = 0.1, target: str = "attention", train_connector: bool = True
+    *,
+    r: int = 32,
+    alpha: float = 32,
+    dropout: float = 0.1,
+    target: str = "attention",
+    train_connector: bool = True,
+    family: str = "favor",
 ):
-    """The `peft.LoraConfig` that `apply_lora` uses (LLM-only LoRA, connector fully trainable)."""
-    from peft import LoraConfig
-
-    if target not in LORA_TARGET_REGEXES:
-        raise ValueError(f"target must be one of {sorted(LORA_TARGET_REGEXES)}, got {target!r}.")
+    """The `peft.LoraConfig` that `apply_lora` uses for a family (`model_type`): LoRA on the LLM only, the connector
+    fully trainable."""
+    record = family_of(family)
+    if target not in record.lora_target_modules:
+        raise ValueError(f"target must be one of {sorted(record.lora_target_modules)}, got {target!r}.")
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=LORA_TARGET_REGEXES[target],
-        modules_to_save=list(CONNECTOR_MODULES_TO_SAVE) if train_connector else None,
+        target_modules=record.lora_target_modules[target],
+        modules_to_save=list(record.lora_modules_to_save) if train_connector else None,
         bias="none",
     )
 
@@ -81,35 +78,37 @@ def apply_lora(
     Save / load with `PeftModel.save_pretrained(dir)` / `PeftModel.from_pretrained(base_model, dir)`;
     `merge_and_unload()` returns a plain `FavorForConditionalGeneration`.
     """
-    from peft import get_peft_model
-
     if not isinstance(model, trainable_model_classes()):
         names = " or ".join(cls.__name__ for cls in trainable_model_classes())
         raise TypeError(f"apply_lora expects a {names} (its LoRA targets are named from it), got {type(model).__name__}.")
-    config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector)
+    config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector,
+                         family=model.config.model_type)
     model.freeze_encoders()  # PEFT freezes them too; this also documents the intent
     return get_peft_model(model, config)
 
 
+class _TrainableParameters:
+    """What [`count_parameters`] reads of a model (its `config` and `named_parameters()`), trainable parameters only."""
+
+    def __init__(self, model: nn.Module):
+        self.config = model.config
+        self.model = model
+
+    def named_parameters(self):
+        return ((name, p) for name, p in self.model.named_parameters() if p.requires_grad)
+
+
 def trainable_parameter_summary(model: nn.Module) -> dict[str, dict[str, int]]:
-    """Parameter counts per top-level part of a (possibly PEFT-wrapped) FAVOR model:
-    `{part: {"trainable": n, "total": n}}` for visual_encoder, speech_encoder,
-    audio_encoder, connector, language_model (LoRA weights included), lm_head, plus "all".
+    """`{part: {"trainable": n, "total": n}}` of a (possibly PEFT-wrapped) model, per part of its family as
+    [`transformers_av.models.count_parameters`] names them (FAVOR: "visual encoder", "speech encoder", "audio-event
+    encoder", "connector", "LLM" (LoRA weights included), "LM head"; the Audio-Visual LLM: "visual encoder", "audio
+    encoder", "projectors", "LLM", "LM head"), plus "total".
 
     With `modules_to_save` the connector is held twice (the frozen original and its trainable copy): both count in
     "total"."""
     base = _favor_model(model)
-    prefix = "model." if isinstance(base, trainable_model_classes()) else ""
-    summary: dict[str, dict[str, int]] = defaultdict(lambda: {"trainable": 0, "total": 0})
-    for name, parameter in base.named_parameters():
-        if prefix and name.startswith(prefix):
-            name = name[len(prefix) :]
-        part = name.split(".", 1)[0]
-        count = parameter.numel()
-        summary[part]["total"] += count
-        summary[part]["trainable"] += count if parameter.requires_grad else 0
-    summary["all"] = {key: sum(counts[key] for counts in summary.values()) for key in ("trainable", "total")}
-    return dict(summary)
+    totals, trainable = count_parameters(base), count_parameters(_TrainableParameters(base))
+    return {part: {"trainable": trainable[part], "total": total} for part, total in totals.items()}
 
 
 __all__ = [

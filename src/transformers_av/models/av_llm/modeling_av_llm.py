@@ -1,0 +1,413 @@
+"""The Audio-Visual LLM (Shu et al., 2023) as transformers models: `AvLlmModel` (CLIP frames + CLAP segments, three
+linear projectors, the LLM body) and `AvLlmForConditionalGeneration` (+ LM head, loss, generate).
+
+Every part is shared with the rest of the package: the encoders and the connector live in `modeling/parts/`, and
+what every audio-visual LLM does the same way (frozen encoders, placeholder scatter, generation) in
+`modeling/common.py`. This file only wires them and decides, per sample, which modalities run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_av_llm import AvLlmConfig
+from ..common.modeling_common import (
+    FrozenEncodersMixin,
+    SelfContainedSaveMixin,
+    drop_media_after_prefill,
+    embed_tokens_without_placeholder,
+    mask_placeholder_logits,
+    positions_after_left_padding,
+    runs_absent_encoders,
+    scatter_media_embeds,
+)
+from .clap_segments import ClapSegmentEncoder
+from ..common.clip_frames import ClipFrameEncoder
+from .linear_connector import LinearAudioVisualConnector
+
+# media inputs consumed at prefill only; generate() must not feed them again at the decoding steps
+MEDIA_INPUT_NAMES = ("pixel_values_videos", "video_frame_mask", "audio_input_features", "audio_segment_mask",
+                     "audio_is_longer")
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """Run `module` in eval mode (no dropout, batch norms read but do not update their running statistics), then
+    restore the mode of each of its submodules."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@dataclass
+class AvLlmMediaOutput(ModelOutput):
+    """What `get_media_embeds` computes.
+
+    embeds: (B, C_max, D) LLM-width media tokens, `[temporal | spatial | audio]` per sample, left-aligned;
+    token_counts: (B,) how many belong to each sample. temporal_tokens: (B, T, Dv) per-frame [CLS] tokens;
+    spatial_tokens: (B, P, Dv) time-averaged patch tokens; audio_tokens: (B, K, Da) flattened CLAP segments (each
+    `None` when that encoder did not run). uses_visual / uses_audio: (B,) the modalities each sample used.
+    """
+
+    embeds: torch.FloatTensor | None = None
+    token_counts: torch.LongTensor | None = None
+    temporal_tokens: torch.FloatTensor | None = None
+    spatial_tokens: torch.FloatTensor | None = None
+    audio_tokens: torch.FloatTensor | None = None
+    uses_visual: torch.BoolTensor | None = None
+    uses_audio: torch.BoolTensor | None = None
+
+
+@dataclass
+class AvLlmModelOutputWithPast(ModelOutput):
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    media_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class AvLlmCausalLMOutputWithPast(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    media_embeds: torch.FloatTensor | None = None
+
+
+class AvLlmPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
+    config_class = AvLlmConfig
+    config: AvLlmConfig
+    base_model_prefix = "model"
+    input_modalities = ("video", "audio", "image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CLIPEncoderLayer", "ClapAudioStage", "LlamaDecoderLayer"]
+    _skip_keys_device_placement = ["cache"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _can_compile_fullgraph = False
+
+
+class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
+    """CLIP frame encoder, CLAP segment encoder, the linear connector and the LLM body without its head."""
+
+    def __init__(self, config: AvLlmConfig):
+        super().__init__(config)
+        self.vision_encoder = ClipFrameEncoder(
+            config.vision_config,
+            feature_layer=config.vision_feature_layer,
+            apply_post_layernorm=config.vision_post_layernorm,
+        )
+        self.audio_encoder = ClapSegmentEncoder(config.audio_config, num_segments=config.num_audio_segments)
+        self.connector = LinearAudioVisualConnector(
+            vision_hidden_size=config.vision_config.hidden_size,
+            audio_hidden_size=config.audio_token_size,
+            text_hidden_size=config.text_config.hidden_size,
+            bias=config.projector_bias,
+        )
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def encoder_modules(self) -> dict[str, nn.Module]:
+        """The pretrained encoders (frozen in both training stages of the paper)."""
+        return {"vision_encoder": self.vision_encoder, "audio_encoder": self.audio_encoder}
+
+    # -- which modalities a sample asks for ----------------------------------------------------------------------------
+    def sample_modalities(self, input_ids: torch.LongTensor) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+        """(B, L) prompt ids -> `(uses_visual, uses_audio)`, each (B,): `<VIS>` selects the frames, `<AUD>` the audio,
+        `<AUD_VIS>` both. A prompt without any modality token uses all the media it was given."""
+        ids = self.config.modality_token_ids
+
+        def holds(*names):
+            found = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for name in names:
+                if ids[name] is not None:
+                    found |= (input_ids == ids[name]).any(dim=1)
+            return found
+
+        visual, audio = holds("visual", "audio_visual"), holds("audio", "audio_visual")
+        unmarked = ~(visual | audio)
+        return visual | unmarked, audio | unmarked
+
+    # -- media -> LLM-width tokens ---------------------------------------------------------------------------------------
+    def get_media_embeds(
+        self,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_segment_mask: torch.Tensor | None = None,
+        audio_is_longer: torch.Tensor | None = None,
+        uses_visual: torch.Tensor | None = None,
+        uses_audio: torch.Tensor | None = None,
+    ) -> AvLlmMediaOutput | None:
+        """Encode the modalities each sample uses and project them to the LLM width.
+
+        Frames: `pixel_values_videos` (B, T, 3, H, W) with `video_frame_mask` (B, T). Audio: `audio_input_features`
+        (B, K, C, time, mel) CLAP features per segment with `audio_segment_mask` (B, K) and, for fused towers,
+        `audio_is_longer` (B, K). `uses_visual` / `uses_audio` (B,) switch a modality off per sample (default: on);
+        an encoder none of whose inputs is used does not run at all. Returns `None` when nothing is used.
+        """
+        reference = pixel_values_videos if pixel_values_videos is not None else audio_input_features
+        if reference is None:
+            return None
+        batch_size, device = reference.shape[0], reference.device
+        every = torch.ones(batch_size, dtype=torch.bool, device=device)
+        uses_visual = every if uses_visual is None else uses_visual.to(device=device, dtype=torch.bool)
+        uses_audio = every if uses_audio is None else uses_audio.to(device=device, dtype=torch.bool)
+
+        temporal = spatial = frame_mask = None
+        if pixel_values_videos is not None:
+            frame_mask = video_frame_mask
+            if frame_mask is None:
+                frame_mask = torch.ones(pixel_values_videos.shape[:2], dtype=torch.bool, device=device)
+            frame_mask = frame_mask.to(device=device, dtype=torch.bool) & uses_visual[:, None]  # (B, T)
+            if bool(frame_mask.any()):
+                with self._grad_context(self.vision_encoder):
+                    frames = self.vision_encoder(pixel_values_videos, frame_mask)
+                temporal, spatial = frames.temporal_tokens, frames.spatial_tokens  # (B, T, Dv), (B, P, Dv)
+
+        audio = segment_mask = None
+        if audio_input_features is not None:
+            segment_mask = audio_segment_mask
+            if segment_mask is None:
+                segment_mask = torch.ones(audio_input_features.shape[:2], dtype=torch.bool, device=device)
+            segment_mask = segment_mask.to(device=device, dtype=torch.bool) & uses_audio[:, None]  # (B, K)
+            if bool(segment_mask.any()):
+                with self._grad_context(self.audio_encoder):
+                    audio = self.audio_encoder(audio_input_features, segment_mask, audio_is_longer)  # (B, K, Da)
+
+        if temporal is None and audio is None:
+            return None
+        embeds, token_counts = self.connector(
+            temporal_tokens=temporal,
+            frame_mask=frame_mask if temporal is not None else None,
+            spatial_tokens=spatial,
+            audio_tokens=audio,
+            segment_mask=segment_mask if audio is not None else None,
+        )  # (B, C_max, D), (B,)
+        return AvLlmMediaOutput(
+            embeds=embeds,
+            token_counts=token_counts,
+            temporal_tokens=temporal,
+            spatial_tokens=spatial,
+            audio_tokens=audio,
+            uses_visual=None if frame_mask is None else frame_mask.any(dim=1),
+            uses_audio=None if segment_mask is None else segment_mask.any(dim=1),
+        )
+
+    def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, AvLlmMediaOutput | None]:
+        """Token embeddings of the prompt with the media tokens at the placeholder positions. Returns
+        `(inputs_embeds, media_output_or_None)`."""
+        inputs_embeds = embed_tokens_without_placeholder(self.get_input_embeddings(), input_ids, self.config.media_token_id)
+        uses_visual, uses_audio = self.sample_modalities(input_ids)
+        output = self.get_media_embeds(**media, uses_visual=uses_visual, uses_audio=uses_audio)
+        if output is not None:
+            inputs_embeds = scatter_media_embeds(
+                input_ids, inputs_embeds, self.config.media_token_id, output.embeds, output.token_counts,
+                "AvLlmProcessor", "config.media_token_id",
+            )
+        elif self.config.media_token_id is not None and bool((input_ids == self.config.media_token_id).any()):
+            rows = (input_ids == self.config.media_token_id).any(dim=1).nonzero()[:, 0].tolist()
+            raise ValueError(
+                f"Samples {rows} hold media placeholder tokens but none of the media their modality tokens name were "
+                "given (pixel_values_videos for <VIS>, audio_input_features for <AUD>, both for <AUD_VIS>). Build the "
+                "inputs with AvLlmProcessor."
+            )
+        if runs_absent_encoders(self.config.run_absent_encoders, self.training):
+            anchor = self._absent_modules_anchor(output)
+            if anchor is not None:
+                inputs_embeds = inputs_embeds + anchor.to(inputs_embeds.dtype)
+        return inputs_embeds, output
+
+    def _absent_modules_anchor(self, output: AvLlmMediaOutput | None) -> torch.Tensor | None:
+        """0 x (the encoders and projectors this batch did not run, on a zero dummy input): every value stays the same,
+        but each rank of a distributed job runs -- and gives (zero) gradients to -- the same modules."""
+        weight = self.connector.temporal_projection.weight
+        terms = []
+        if output is None or output.temporal_tokens is None:
+            size = self.config.vision_config.image_size
+            with _eval_mode(self.vision_encoder):
+                frames = self.vision_encoder(weight.new_zeros(1, 1, self.config.vision_config.num_channels, size, size))
+            terms.append(self.connector.temporal_projection(frames.temporal_tokens).sum())
+            terms.append(self.connector.spatial_projection(frames.spatial_tokens).sum())
+        if output is None or output.audio_tokens is None:
+            audio_config = self.config.audio_config
+            channels = 4 if audio_config.enable_fusion else 1
+            features = weight.new_zeros(1, 1, channels, audio_config.spec_size, audio_config.num_mel_bins)
+            with _eval_mode(self.audio_encoder):  # the dummy must not move the tower's batch-norm running statistics
+                terms.append(self.connector.audio_projection(self.audio_encoder(features)).sum())
+        return torch.stack(terms).sum() * 0.0 if terms else None
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_segment_mask: torch.Tensor | None = None,
+        audio_is_longer: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> AvLlmModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        media = {
+            "pixel_values_videos": pixel_values_videos,
+            "video_frame_mask": video_frame_mask,
+            "audio_input_features": audio_input_features,
+            "audio_segment_mask": audio_segment_mask,
+            "audio_is_longer": audio_is_longer,
+        }
+        output = None
+        if inputs_embeds is None:
+            inputs_embeds, output = self.embed_prompt(input_ids, **media)
+        elif pixel_values_videos is not None or audio_input_features is not None:
+            raise ValueError("Media inputs need input_ids with the media placeholder tokens, not inputs_embeds.")
+
+        if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
+            position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return AvLlmModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            media_embeds=None if output is None else output.embeds,
+        )
+
+
+class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: AvLlmConfig):
+        super().__init__(config)
+        self.model = AvLlmModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def freeze_encoders(self, freeze: bool = True):
+        self.model.freeze_encoders(freeze)
+
+    def get_inputs_embeds(self, input_ids: torch.LongTensor, **media) -> torch.FloatTensor:
+        """The LLM input embeddings of a prompt with its media merged in (e.g. for `generate(inputs_embeds=...)`)."""
+        return self.model.embed_prompt(input_ids, **media)[0]
+
+    @classmethod
+    def from_pretrained_components(cls, *, llm, vision_encoder, audio_encoder, **settings):
+        """Assemble a model ready to train from separately pretrained parts (local paths or Hub ids of a causal LM, a
+        CLIP model and a CLAP model): see `transformers_av.assembly.assemble_av_llm_from_components`."""
+        try:  # an absolute import inside `try`: the remote-code copy of this file needs no assembly module
+            from transformers_av.assembly import assemble_av_llm_from_components
+        except ImportError as error:
+            raise ImportError("from_pretrained_components needs the transformers-av package installed.") from error
+        return assemble_av_llm_from_components(
+            cls, llm=llm, vision_encoder=vision_encoder, audio_encoder=audio_encoder, **settings
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_segment_mask: torch.Tensor | None = None,
+        audio_is_longer: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> AvLlmCausalLMOutputWithPast:
+        r"""
+        Media inputs are described in [`AvLlmModel.get_media_embeds`]; `AvLlmProcessor` builds them.
+
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens;
+        the loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation).
+        """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            pixel_values_videos=pixel_values_videos,
+            video_frame_mask=video_frame_mask,
+            audio_input_features=audio_input_features,
+            audio_segment_mask=audio_segment_mask,
+            audio_is_longer=audio_is_longer,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(outputs.last_hidden_state[:, slice_indices, :])
+        logits = mask_placeholder_logits(logits, self.config.media_token_id)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch
+            )
+        return AvLlmCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            media_embeds=outputs.media_embeds,
+        )
+
+    def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, is_first_iteration=False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs
+        )
+        return drop_media_after_prefill(
+            model_inputs, MEDIA_INPUT_NAMES, is_first_iteration, kwargs.get("use_cache", True)
+        )
+
+
+__all__ = ["AvLlmPreTrainedModel", "AvLlmModel", "AvLlmForConditionalGeneration", "AvLlmMediaOutput"]

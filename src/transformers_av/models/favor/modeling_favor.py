@@ -1,0 +1,577 @@
+"""FAVOR / video-SALMONN as transformers models: `FavorModel` (encoders + connector + LLM body) and
+`FavorForConditionalGeneration` (+ LM head, loss, generate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from .configuration_favor import FavorConfig
+from ..beats.modeling_beats import BeatsModel
+from ..common.modeling_common import (
+    FrozenEncodersMixin,
+    SelfContainedSaveMixin,
+    drop_media_after_prefill,
+    embed_tokens_without_placeholder,
+    mask_placeholder_logits,
+    positions_after_left_padding,
+    runs_absent_encoders,
+    scatter_media_embeds,
+)
+from .connector import FavorConnector
+from .sync import sync_audio_to_frames
+from .visual_encoders import build_visual_encoder
+from .windows import audio_frame_count, image_frame_count
+
+WHISPER_HOP_LENGTH = 160  # mel frames are 10 ms apart
+WHISPER_FRAMES_PER_SECOND = 50  # encoder output rate
+
+# media inputs consumed at prefill only; generate() must not feed them again at the decoding steps
+MEDIA_INPUT_NAMES = (
+    "pixel_values_videos",
+    "video_frame_mask",
+    "video_is_image",
+    "qformer_input_ids",
+    "qformer_attention_mask",
+    "input_features",
+    "input_features_mask",
+    "audio_input_features",
+    "audio_input_features_mask",
+    "modality_mask",
+)
+
+
+@dataclass
+class FavorAudioVisualOutput(ModelOutput):
+    """What `get_audio_visual_features` computes, stage by stage.
+
+    embeds: (B, C_max, D) LLM-width audio-visual tokens; token_counts: (B,) how many belong to each sample.
+    visual_tokens: (B, T_v, N, Dv) visual Q-Former tokens per frame. audio_tokens: (B, S, Da) projected audio frames.
+    joint_tokens: (B, T, N, F) synchronised features. resolution_outputs: per resolution (B, C_max, H).
+    diversity_loss: scalar. frame_counts: (B,) synchronised frames with content.
+    """
+
+    embeds: torch.FloatTensor | None = None
+    token_counts: torch.LongTensor | None = None
+    visual_tokens: torch.FloatTensor | None = None
+    audio_tokens: torch.FloatTensor | None = None
+    joint_tokens: torch.FloatTensor | None = None
+    resolution_outputs: list | None = None
+    diversity_loss: torch.FloatTensor | None = None
+    frame_counts: torch.LongTensor | None = None
+
+
+@dataclass
+class FavorModelOutputWithPast(ModelOutput):
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    audio_visual_embeds: torch.FloatTensor | None = None
+    diversity_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class FavorCausalLMOutputWithPast(ModelOutput):
+    """loss = lm_loss + config.diversity_loss_weight * diversity_loss (both also reported on their own)."""
+
+    loss: torch.FloatTensor | None = None
+    lm_loss: torch.FloatTensor | None = None
+    diversity_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    audio_visual_embeds: torch.FloatTensor | None = None
+
+
+class FavorPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
+    config_class = FavorConfig
+    config: FavorConfig
+    base_model_prefix = "model"
+    input_modalities = ("video", "audio", "image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CausalQFormerLayer", "WhisperEncoderLayer", "InstructBlipEncoderLayer", "LlamaDecoderLayer"]
+    _skip_keys_device_placement = ["cache"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _can_compile_fullgraph = False
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, nn.ParameterList):  # the connector's per-resolution query tokens
+            for tokens in module:
+                init.normal_(tokens, mean=0.0, std=std)
+        elif isinstance(module, FavorModel):
+            module.visual_encoder.init_weights(std)
+
+
+class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
+    """Encoders (a visual encoder part -- InstructBLIP ViT + Q-Former by default --, Whisper encoder, optional BEATs),
+    the causal multi-resolution Q-Former connector, and the LLM body without its head."""
+
+    def __init__(self, config: FavorConfig):
+        super().__init__(config)
+        self.visual_encoder = build_visual_encoder(config)
+        self.speech_encoder = WhisperEncoder(config.speech_config)
+        self.audio_encoder = BeatsModel(config.audio_config) if config.audio_config is not None else None
+        self.connector = FavorConnector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def encoder_modules(self) -> dict[str, nn.Module]:
+        """The pretrained encoders (frozen in the papers' training recipes)."""
+        modules = {"visual_encoder": self.visual_encoder, "speech_encoder": self.speech_encoder}
+        if self.audio_encoder is not None:
+            modules["audio_encoder"] = self.audio_encoder
+        return modules
+
+    # -- encoders ------------------------------------------------------------------------------------------------------
+    def get_visual_tokens(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        video_frame_mask: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.FloatTensor:
+        """(B, T_v, 3, H, W) frames -> (B, T_v, num_query_tokens, Dv) instruction-aware visual tokens (zeros for
+        padding frames, which are not encoded)."""
+        batch_size, num_frames = pixel_values_videos.shape[:2]
+        if video_frame_mask is None:
+            video_frame_mask = torch.ones(batch_size, num_frames, dtype=torch.bool, device=pixel_values_videos.device)
+        video_frame_mask = video_frame_mask.bool()
+        if not bool(video_frame_mask.any()):  # nothing to encode (the ViT cannot take 0 images)
+            return pixel_values_videos.new_zeros(
+                batch_size, num_frames, self.config.num_query_tokens, self.config.visual_feature_size
+            )
+        frames = pixel_values_videos[video_frame_mask]  # (n, 3, H, W) real frames only
+        sample_of_frame = torch.arange(batch_size, device=frames.device).repeat_interleave(video_frame_mask.sum(1))
+        input_ids = attention_mask = None
+        if qformer_input_ids is not None:  # each frame reads its sample's instruction
+            input_ids = qformer_input_ids[sample_of_frame]
+            if qformer_attention_mask is not None:
+                attention_mask = qformer_attention_mask[sample_of_frame]
+        with self._grad_context(self.visual_encoder):
+            tokens = self.visual_encoder(frames, input_ids, attention_mask)  # (n, N, Dv)
+        visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
+        visual[video_frame_mask] = tokens
+        return visual
+
+    def get_speech_features(self, input_features: torch.FloatTensor) -> torch.FloatTensor:
+        """(B, mel_bins, 3000 * K) log-mel -> (B, 1500 * K, d_model): each 30 s chunk through the Whisper encoder."""
+        chunk = self.speech_encoder.config.max_source_positions * 2
+        if input_features.shape[-1] % chunk:
+            raise ValueError(
+                f"input_features must hold whole {chunk}-frame (30 s) chunks, got {input_features.shape[-1]} mel frames; "
+                "pad with the Whisper feature extractor (padding='max_length') or use FavorProcessor."
+            )
+        batch_size, bins, length = input_features.shape
+        chunks = input_features.reshape(batch_size, bins, length // chunk, chunk).permute(0, 2, 1, 3).flatten(0, 1)
+        with self._grad_context(self.speech_encoder):
+            hidden = self.speech_encoder(chunks.to(self.speech_encoder.dtype)).last_hidden_state
+        return hidden.reshape(batch_size, -1, hidden.shape[-1])
+
+    def get_audio_event_features(self, audio_input_features, audio_input_features_mask=None) -> torch.FloatTensor:
+        """(B, F, 128) BEATs fbank -> (B, N, 768). Samples of different lengths are encoded one by one: BEATs' own
+        padding mask is coarser than its patches, so batching padded fbanks would change the shorter samples."""
+        features = audio_input_features.to(self.audio_encoder.dtype)
+        with self._grad_context(self.audio_encoder):
+            if audio_input_features_mask is None or bool(audio_input_features_mask.all()):
+                return self.audio_encoder(input_features=features).last_hidden_state
+            outputs = []
+            for i, length in enumerate(audio_input_features_mask.long().sum(-1).tolist()):
+                if length < self.audio_encoder.config.input_patch_size:  # no audio (or < 160 ms): no event tokens
+                    outputs.append(features.new_zeros(0, self.audio_encoder.config.encoder_embed_dim))
+                else:
+                    outputs.append(self.audio_encoder(input_features=features[i : i + 1, :length]).last_hidden_state[0])
+        return nn.utils.rnn.pad_sequence(outputs, batch_first=True)
+
+    # -- the audio-visual path -----------------------------------------------------------------------------------------
+    def get_audio_visual_features(
+        self,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        video_is_image: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_input_features_mask: torch.Tensor | None = None,
+        modality_mask: torch.Tensor | None = None,
+        visual_tokens: torch.FloatTensor | None = None,
+        audio_tokens: torch.FloatTensor | None = None,
+    ) -> FavorAudioVisualOutput:
+        """Encode the media of a batch and turn them into LLM-width tokens.
+
+        Video frames: `pixel_values_videos` (B, T_v, 3, H, W) with `video_frame_mask` (B, T_v) marking real frames;
+        a sample flagged in `video_is_image` holds one image in frame 0, repeated over its audio's length.
+        Speech: `input_features` (B, 80, 3000 * K) Whisper log-mel with `input_features_mask` (B, 3000 * K).
+        Audio events: `audio_input_features` (B, F, 128) BEATs fbank with `audio_input_features_mask`.
+        `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. Precomputed `visual_tokens`
+        (B, T_v, N, Dv) may replace the pixels and projected `audio_tokens` (B, S, Da) the audio features (all their
+        frames count as content).
+        """
+        config = self.config
+        candidates = (pixel_values_videos, visual_tokens, input_features, audio_input_features, audio_tokens)
+        reference = next((t for t in candidates if t is not None), None)
+        if reference is None:
+            raise ValueError("get_audio_visual_features needs at least one of: video frames, audio features, tokens.")
+        batch_size, device = reference.shape[0], reference.device
+        dtype = self.connector.layer_norm.weight.dtype
+        per_frame = config.audio_frames_per_frame
+
+        # visual tokens per frame (B, T_v, N, Dv)
+        if visual_tokens is None and pixel_values_videos is not None:
+            visual_tokens = self.get_visual_tokens(pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask)
+        if visual_tokens is None:
+            visual_tokens = torch.zeros(batch_size, 0, config.num_query_tokens, config.visual_feature_size, device=device, dtype=dtype)
+            video_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+        elif video_frame_mask is not None:
+            video_counts = video_frame_mask.long().sum(1).to(device)
+        else:
+            video_counts = torch.full((batch_size,), visual_tokens.shape[1], dtype=torch.long, device=device)
+
+        # audio frames (B, S, Da), projected: [Whisper | BEATs]
+        audio_streams = []
+        if audio_tokens is not None:
+            audio_tokens = audio_tokens.to(dtype)
+            audio_counts = torch.full((batch_size,), audio_tokens.shape[1] // per_frame, dtype=torch.long, device=device)
+        elif input_features is not None:
+            max_mel = None if config.max_audio_chunks is None else config.max_audio_chunks * 3000
+            input_features = input_features[..., :max_mel]
+            speech = self.connector.speech_projection(self.get_speech_features(input_features).to(dtype))
+            audio_streams.append(speech)
+            if input_features_mask is None:
+                mel_counts = torch.full((batch_size,), input_features.shape[-1], device=device)
+            else:
+                mel_counts = input_features_mask[..., :max_mel].long().sum(-1).to(device)
+            audio_counts = torch.tensor(
+                [
+                    audio_frame_count(
+                        int(m) * WHISPER_HOP_LENGTH,
+                        frame_seconds=config.frame_seconds,
+                        chunk_seconds=config.audio_chunk_seconds,
+                        max_chunks=config.max_audio_chunks,
+                        mode=config.audio_frame_mode,
+                    )
+                    for m in mel_counts.tolist()
+                ],
+                dtype=torch.long,
+                device=device,
+            )
+            if self.audio_encoder is not None:
+                rows = speech.shape[1]
+                if audio_input_features is not None:
+                    events = self.get_audio_event_features(audio_input_features, audio_input_features_mask).to(dtype)
+                    # pad BEFORE the projection: pad rows carry the projection bias, as in the official model
+                    events = nn.functional.pad(events[:, :rows], (0, 0, 0, max(0, rows - events.shape[1])))
+                else:
+                    events = speech.new_zeros(batch_size, rows, config.audio_config.encoder_embed_dim)
+                audio_streams.append(self.connector.audio_projection(events))
+            audio_tokens = torch.cat(audio_streams, dim=-1)
+        else:
+            audio_width = config.joint_feature_size - config.visual_feature_size
+            audio_tokens = torch.zeros(batch_size, 0, audio_width, device=device, dtype=dtype)
+            audio_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
+
+        if video_is_image is not None and visual_tokens.shape[1] > 0:
+            # an image is shown for the whole audio (at least one frame)
+            image_frames = torch.tensor([image_frame_count(int(a)) for a in audio_counts.tolist()], device=device)
+            repeat_to = int(image_frames.max())
+            is_image = video_is_image.bool().to(device)
+            if repeat_to > visual_tokens.shape[1]:
+                visual_tokens = nn.functional.pad(visual_tokens, (0, 0, 0, 0, 0, repeat_to - visual_tokens.shape[1]))
+            visual_tokens = torch.where(is_image[:, None, None, None], visual_tokens[:, :1].expand_as(visual_tokens), visual_tokens)
+            video_counts = torch.where(is_image, image_frames, video_counts)
+
+        joint = sync_audio_to_frames(
+            visual_tokens.to(dtype), audio_tokens, video_counts, audio_counts, per_frame, modality_mask
+        )  # (B, T, N, F)
+        frame_counts = torch.maximum(video_counts, audio_counts)
+        connector_output = self.connector(joint, frame_counts)
+        return FavorAudioVisualOutput(
+            embeds=connector_output.embeds,
+            token_counts=connector_output.token_counts,
+            visual_tokens=visual_tokens,
+            audio_tokens=audio_tokens,
+            joint_tokens=joint,
+            resolution_outputs=connector_output.resolution_outputs,
+            diversity_loss=connector_output.diversity_loss,
+            frame_counts=frame_counts,
+        )
+
+    def merge_audio_visual_embeds(self, input_ids, inputs_embeds, audio_visual: FavorAudioVisualOutput):
+        """Put each sample's audio-visual tokens at its placeholder positions."""
+        return scatter_media_embeds(
+            input_ids, inputs_embeds, self.config.audio_visual_token_id, audio_visual.embeds, audio_visual.token_counts,
+            "FavorProcessor", "config.audio_visual_token_id",
+        )
+
+    def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:
+        """Token embeddings of the prompt with the audio-visual tokens at the placeholder positions (if media are
+        given). Returns `(inputs_embeds, audio_visual_output_or_None)`."""
+        inputs_embeds = embed_tokens_without_placeholder(
+            self.get_input_embeddings(), input_ids, self.config.audio_visual_token_id
+        )
+        audio_visual = None
+        if any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
+            audio_visual = self.get_audio_visual_features(**media)
+            inputs_embeds = self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual)
+        if self._runs_absent_encoders():
+            anchor = self._absent_modules_anchor(media, connector_ran=audio_visual is not None)
+            if anchor is not None:
+                inputs_embeds = inputs_embeds + anchor.to(inputs_embeds.dtype)
+        return inputs_embeds, audio_visual
+
+    # -- keeping distributed ranks in step -----------------------------------------------------------------------------
+    def _runs_absent_encoders(self) -> bool:
+        return runs_absent_encoders(self.config.run_absent_encoders, self.training)
+
+    def _absent_modules_anchor(self, media: dict, connector_ran: bool) -> torch.Tensor | None:
+        """0 x (the outputs of every encoder / projection / the connector that this batch did not use, run on a zero
+        dummy input). Added to the prompt embeddings, it leaves every value unchanged but makes each rank of a
+        distributed job run -- and give (zero) gradients to -- the same modules, whatever its batch holds."""
+        config, dtype = self.config, self.connector.layer_norm.weight.dtype
+        device = self.connector.layer_norm.weight.device
+        frame_mask = media.get("video_frame_mask")
+        terms = []
+        if media.get("pixel_values_videos") is None or (frame_mask is not None and not bool(frame_mask.any())):
+            size = config.vision_config.image_size
+            frame = torch.zeros(1, 1, 3, size, size, device=device, dtype=self.connector.layer_norm.weight.dtype)
+            terms.append(self.get_visual_tokens(frame).sum())
+        if media.get("input_features") is None:
+            mel = torch.zeros(
+                1, config.speech_config.num_mel_bins, config.speech_config.max_source_positions * 2,
+                device=device, dtype=self.speech_encoder.dtype,
+            )
+            terms.append(self.connector.speech_projection(self.get_speech_features(mel).to(dtype)).sum())
+        if self.audio_encoder is not None:
+            fbank_mask = media.get("audio_input_features_mask")
+            patch = self.audio_encoder.config.input_patch_size
+            events_ran = (
+                media.get("input_features") is not None
+                and media.get("audio_input_features") is not None
+                and (fbank_mask is None or bool((fbank_mask.long().sum(-1) >= patch).any()))
+            )
+            if not events_ran:
+                fbank = torch.zeros(1, patch, config.audio_config.num_mel_bins, device=device, dtype=self.audio_encoder.dtype)
+                terms.append(self.connector.audio_projection(self.get_audio_event_features(fbank).to(dtype)).sum())
+        if not connector_ran:
+            joint = torch.zeros(1, 1, config.num_query_tokens, config.joint_feature_size, device=device, dtype=dtype)
+            terms.append(self.connector(joint, torch.ones(1, dtype=torch.long, device=device)).embeds.sum())
+        return torch.stack(terms).sum() * 0.0 if terms else None
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        video_is_image: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_input_features_mask: torch.Tensor | None = None,
+        modality_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> FavorModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        media = {
+            "pixel_values_videos": pixel_values_videos,
+            "video_frame_mask": video_frame_mask,
+            "video_is_image": video_is_image,
+            "qformer_input_ids": qformer_input_ids,
+            "qformer_attention_mask": qformer_attention_mask,
+            "input_features": input_features,
+            "input_features_mask": input_features_mask,
+            "audio_input_features": audio_input_features,
+            "audio_input_features_mask": audio_input_features_mask,
+            "modality_mask": modality_mask,
+        }
+        audio_visual = None
+        if inputs_embeds is None:
+            inputs_embeds, audio_visual = self.embed_prompt(input_ids, **media)
+        elif any(media[name] is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
+            raise ValueError("Media inputs need input_ids with the audio-visual placeholder tokens, not inputs_embeds.")
+
+        if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
+            position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
+
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return FavorModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_visual_embeds=None if audio_visual is None else audio_visual.embeds,
+            diversity_loss=None if audio_visual is None else audio_visual.diversity_loss,
+        )
+
+
+class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: FavorConfig):
+        super().__init__(config)
+        self.model = FavorModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def get_audio_visual_features(self, **media) -> FavorAudioVisualOutput:
+        return self.model.get_audio_visual_features(**media)
+
+    def get_inputs_embeds(self, input_ids: torch.LongTensor, **media) -> torch.FloatTensor:
+        """The LLM input embeddings of a prompt with its media merged in, e.g. for `generate(inputs_embeds=...)`
+        (then logits processors such as the repetition penalty see only the generated tokens, as in the official
+        inference code)."""
+        return self.model.embed_prompt(input_ids, **media)[0]
+
+    def freeze_encoders(self, freeze: bool = True):
+        self.model.freeze_encoders(freeze)
+
+    @classmethod
+    def from_pretrained_components(cls, *, llm, speech_encoder, vision_encoder, audio_encoder=None, **settings):
+        """Assemble a model ready to train from separately pretrained parts (local paths or Hub ids of a causal LM, a
+        Whisper model, an InstructBLIP model and, for video-SALMONN, a BEATs model): see
+        `transformers_av.assembly.assemble_from_components` for the arguments."""
+        try:  # an absolute import inside `try`: the remote-code copy of this file needs no assembly module
+            from transformers_av.assembly import assemble_from_components
+        except ImportError as error:
+            raise ImportError("from_pretrained_components needs the transformers-av package installed.") from error
+        return assemble_from_components(
+            cls, llm=llm, speech_encoder=speech_encoder, vision_encoder=vision_encoder, audio_encoder=audio_encoder,
+            **settings,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_frame_mask: torch.Tensor | None = None,
+        video_is_image: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        audio_input_features: torch.FloatTensor | None = None,
+        audio_input_features_mask: torch.Tensor | None = None,
+        modality_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> FavorCausalLMOutputWithPast:
+        r"""
+        Media inputs are described in [`FavorModel.get_audio_visual_features`]; `FavorProcessor` builds them.
+
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens.
+        The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation) plus
+        `config.diversity_loss_weight` times the diversity loss of the connector queries (given `num_items_in_batch`,
+        scaled by this batch's share of the answer tokens, so accumulated micro-batches apply the weight once).
+        """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            pixel_values_videos=pixel_values_videos,
+            video_frame_mask=video_frame_mask,
+            video_is_image=video_is_image,
+            qformer_input_ids=qformer_input_ids,
+            qformer_attention_mask=qformer_attention_mask,
+            input_features=input_features,
+            input_features_mask=input_features_mask,
+            audio_input_features=audio_input_features,
+            audio_input_features_mask=audio_input_features_mask,
+            modality_mask=modality_mask,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices, :])
+        logits = mask_placeholder_logits(logits, self.config.audio_visual_token_id)
+
+        loss = lm_loss = None
+        if labels is not None:
+            lm_loss = self.loss_function(
+                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch
+            )
+            loss = lm_loss
+            if outputs.diversity_loss is not None and self.config.diversity_loss_weight:
+                diversity = outputs.diversity_loss.to(lm_loss.dtype)
+                if num_items_in_batch is not None:
+                    # Trainer sums the micro-batch losses of a gradient-accumulation step (and of the ranks): weigh
+                    # this micro-batch's diversity term by its share of the step's answer tokens, so that the step
+                    # applies the weight once, to the token-weighted mean of the micro-batch diversity losses.
+                    share = labels[..., 1:].ne(-100).sum() / num_items_in_batch
+                    diversity = diversity * share.to(device=diversity.device, dtype=diversity.dtype)
+                loss = lm_loss + self.config.diversity_loss_weight * diversity
+        return FavorCausalLMOutputWithPast(
+            loss=loss,
+            lm_loss=lm_loss,
+            diversity_loss=outputs.diversity_loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_visual_embeds=outputs.audio_visual_embeds,
+        )
+
+    def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, is_first_iteration=False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs
+        )
+        return drop_media_after_prefill(
+            model_inputs, MEDIA_INPUT_NAMES, is_first_iteration, kwargs.get("use_cache", True)
+        )
+
+
+__all__ = ["FavorPreTrainedModel", "FavorModel", "FavorForConditionalGeneration", "FavorAudioVisualOutput"]

@@ -1,0 +1,441 @@
+"""`FavorProcessor`: media files and prompts -> exactly the inputs `FavorForConditionalGeneration` expects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+from .windows import WindowPlan, audio_visual_plan
+from ...media.audio import has_audio_track, load_audio
+from ...media.image import load_image
+from ...media.video import load_video
+from ..common.processing_common import (
+    check_padding_side,
+    describe,
+    is_path,
+    naming_the_sample,
+    pad_token_rows,
+    per_sample,
+    prompt_token_ids,
+    with_answer,
+)
+from ..common.self_contained import SelfContainedProcessorMixin
+
+if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
+    from ...media.video import VideoClip  # noqa: F401
+
+SAMPLING_RATE = 16000
+DEFAULT_PROMPT_TEMPLATE = "USER: <Img>{placeholder}</Img> {question}\nASSISTANT:"
+TEXT_ONLY_TEMPLATE = "USER: {question}\nASSISTANT:"
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{%- set ns = namespace(media=false, text='') -%}"
+    "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] in ['video', 'audio', 'image'] -%}{%- set ns.media = true -%}"
+    "{%- elif item['type'] == 'text' -%}{%- set ns.text = ns.text + item['text'] -%}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ 'USER: ' }}{%- if ns.media -%}{{ '<Img><AV></Img> ' }}{%- endif -%}{{ ns.text }}{{ '\n' }}"
+    "{%- if loop.last and add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ 'ASSISTANT: ' }}{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}{{ '</s>' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+
+class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
+    r"""
+    Builds the inputs of [`FavorForConditionalGeneration`] from prompts and media.
+
+    Media per sample: a video (its sound track is used as the audio unless `audio` is given), an audio file or
+    waveform, an image (shown for the whole audio), or any combination of an image/video with a separate audio.
+    The audio-visual placeholder in the prompt is expanded to exactly the number of tokens the model will produce,
+    computed by the same window plan the model uses (`transformers_av.window_plan`).
+
+    Args:
+        image_processor ([`FavorImageProcessor`]): frame preprocessing (224 px bicubic, CLIP mean/std).
+        tokenizer: the LLM tokenizer; the placeholder token is added to it if missing.
+        qformer_tokenizer: the BERT tokenizer of the instruction-aware visual Q-Former.
+        feature_extractor ([`WhisperFeatureExtractor`]): Whisper log-mel, applied per 30 s chunk.
+        audio_feature_extractor ([`BeatsFeatureExtractor`]): BEATs fbank, computed when `compute_audio_events`
+            (video-SALMONN; FAVOR has no BEATs).
+        resolutions, frame_seconds, audio_chunk_seconds, max_audio_chunks, audio_frame_mode: the model config's
+            window settings (see [`FavorConfig`]); `FavorProcessor.from_model_config` copies them.
+        video_fps (`float`, defaults to 2.0): frames sampled per second (`video_sampling="fps"`).
+        video_sampling (`"fps"` or `"clip_ends"`): `"clip_ends"` is the official sampler (both ends of each 1 s clip).
+        max_video_seconds (`float`, optional): videos longer than this are cut (with a warning).
+        audio_event_min_seconds (`float`, defaults to 0): pad the BEATs input to at least this length (the official
+            test data pads to 3 s).
+        audio_visual_token (`str`, defaults to `"<AV>"`): the placeholder.
+        prompt_template (`str`): used when a prompt has no placeholder; `{placeholder}` and `{question}` are filled.
+    """
+
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        qformer_tokenizer=None,
+        feature_extractor=None,
+        audio_feature_extractor=None,
+        chat_template: str | None = None,
+        resolutions: Sequence[Sequence[int]] = ((1, 3), (10, 30)),
+        frame_seconds: float = 0.5,
+        audio_chunk_seconds: float = 30.0,
+        max_audio_chunks: int | None = None,
+        audio_frame_mode: str = "exact",
+        video_fps: float = 2.0,
+        video_sampling: str = "fps",
+        max_video_seconds: float | None = None,
+        audio_event_min_seconds: float = 0.0,
+        compute_audio_events: bool = True,
+        audio_visual_token: str = "<AV>",
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+        **kwargs,
+    ):
+        self.resolutions = [list(map(int, r)) for r in resolutions]
+        self.frame_seconds = frame_seconds
+        self.audio_chunk_seconds = audio_chunk_seconds
+        self.max_audio_chunks = max_audio_chunks
+        self.audio_frame_mode = audio_frame_mode
+        self.video_fps = video_fps
+        self.video_sampling = video_sampling
+        self.max_video_seconds = max_video_seconds
+        self.audio_event_min_seconds = audio_event_min_seconds
+        self.compute_audio_events = compute_audio_events
+        self.audio_visual_token = audio_visual_token
+        self.prompt_template = prompt_template
+        if tokenizer is not None and audio_visual_token not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [audio_visual_token]})
+        super().__init__(
+            image_processor,
+            tokenizer,
+            qformer_tokenizer,
+            feature_extractor,
+            audio_feature_extractor,
+            chat_template=chat_template if chat_template is not None else DEFAULT_CHAT_TEMPLATE,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_model_config(cls, config, *, image_processor, tokenizer, qformer_tokenizer, feature_extractor,
+                          audio_feature_extractor, **kwargs) -> "FavorProcessor":
+        """A processor whose window settings are those of `config` (a [`FavorConfig`])."""
+        settings = dict(
+            resolutions=config.resolutions,
+            frame_seconds=config.frame_seconds,
+            audio_chunk_seconds=config.audio_chunk_seconds,
+            max_audio_chunks=config.max_audio_chunks,
+            audio_frame_mode=config.audio_frame_mode,
+            video_sampling=config.video_sampling,
+            compute_audio_events=config.audio_config is not None,
+        )
+        settings.update(kwargs)
+        processor = cls(image_processor, tokenizer, qformer_tokenizer, feature_extractor, audio_feature_extractor, **settings)
+        if config.audio_visual_token_id is not None and processor.audio_visual_token_id != config.audio_visual_token_id:
+            raise ValueError(
+                f"The tokenizer gives the placeholder {processor.audio_visual_token!r} id {processor.audio_visual_token_id} "
+                f"but the model expects audio_visual_token_id={config.audio_visual_token_id}."
+            )
+        return processor
+
+    @staticmethod
+    def get_possibly_dynamic_module(module_name):
+        # our sub-processor classes are not attributes of `transformers`; resolve them before transformers' lookup
+        from ..beats.feature_extraction_beats import BeatsFeatureExtractor
+        from .image_processing_favor import FavorImageProcessor
+
+        own = {cls.__name__: cls for cls in (BeatsFeatureExtractor, FavorImageProcessor)}
+        return own.get(module_name) or ProcessorMixin.get_possibly_dynamic_module(module_name)
+
+    @property
+    def audio_visual_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.audio_visual_token)
+
+    @property
+    def model_input_names(self):
+        return [
+            "input_ids", "attention_mask", "pixel_values_videos", "video_frame_mask", "video_is_image",
+            "qformer_input_ids", "qformer_attention_mask", "input_features", "input_features_mask",
+            "audio_input_features", "audio_input_features_mask", "modality_mask",
+        ]
+
+    # -- planning ----------------------------------------------------------------------------------------------------
+    def window_plan(self, num_video_frames: int, num_audio_samples: int, *, is_image: bool = False) -> WindowPlan:
+        """The model's window plan for one sample (the placeholder is expanded to `plan.num_tokens`)."""
+        return audio_visual_plan(self, num_video_frames, num_audio_samples, is_image=is_image, sampling_rate=SAMPLING_RATE)
+
+    # -- the call ----------------------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        videos: Any = None,
+        audio: Any = None,
+        images: Any = None,
+        answers: str | list[str] | None = None,
+        *,
+        qformer_text: str | list[str] | None = None,
+        sampling_rate: int | None = None,
+        use_video_audio: bool = True,
+        padding_side: str = "left",
+        max_length: int | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """Process a prompt (or a batch of prompts) with its media.
+
+        Args:
+            text: prompt(s). Without the placeholder, `prompt_template` wraps the text as the question; with it
+                (once), the prompt is used as written.
+            videos / audio / images: one item per prompt (or `None` for that sample): a path, a waveform
+                (numpy/torch, with `sampling_rate`), frames (T, H, W, 3) uint8, PIL images.
+            answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
+            qformer_text: the instruction given to the visual Q-Former (default: the question).
+            use_video_audio: take a video's own sound track when no `audio` is given.
+            padding_side: "left" (generation) or "right".
+            max_length: truncate answers so that a sample fits; the prompt and its placeholder run are never cut.
+        """
+
+        check_padding_side(padding_side)
+        if text is None:
+            raise ValueError("FavorProcessor needs `text` (the prompt or question).")
+        texts = [text] if isinstance(text, str) else list(text)
+        batch_size = len(texts)
+        videos, audio, images = (per_sample(name, value, batch_size) for name, value in
+                                 (("videos", videos), ("audio", audio), ("images", images)))
+        answers = per_sample("answers", answers, batch_size)
+        qformer_texts = per_sample("qformer_text", qformer_text, batch_size)
+
+        samples = []
+        for index in range(batch_size):
+            with naming_the_sample(index):
+                samples.append(
+                    self._load_sample_media(
+                        videos[index], audio[index], images[index], sampling_rate, use_video_audio
+                    )
+                )
+
+        encoding: dict[str, Any] = {}
+        self._add_video(encoding, samples)
+        self._add_audio(encoding, samples)
+        plans = [
+            self.window_plan(
+                0 if s["frames"] is None else len(s["frames"]),
+                0 if s["waveform"] is None else len(s["waveform"]),
+                is_image=s["is_image"],
+            )
+            for s in samples
+        ]
+        has_media = [s["frames"] is not None or s["waveform"] is not None for s in samples]
+        # [video, audio] per sample: which modalities the sample really has (zeros stay zeros in the model)
+        encoding["modality_mask"] = torch.tensor(
+            [[float(s["frames"] is not None), float(s["waveform"] is not None)] for s in samples]
+        )
+        self._add_text(encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length)
+        return BatchFeature(encoding, tensor_type=return_tensors)
+
+    def _frames_to_pixels(self, frames: np.ndarray) -> np.ndarray:
+        """(k, H, W, 3) uint8 frames -> (k, 3, size, size) float32 model pixels, right after decoding (only a few
+        frames are ever held at full resolution)."""
+        return self.image_processor.preprocess_frames(frames).numpy()
+
+    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio) -> dict[str, Any]:
+        """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and a 16 kHz waveform."""
+        frames, is_image, waveform = None, False, None
+        if video is not None and image is not None:
+            raise ValueError("give a video or an image, not both.")
+        if video is not None:
+            clip = load_video(
+                video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds,
+                frames_transform=self._frames_to_pixels,
+            )
+            frames = clip.frames  # (T, 3, size, size) model pixels
+            if audio is None and use_video_audio and is_path(video) and has_audio_track(video):
+                waveform = load_audio(video, sampling_rate=SAMPLING_RATE).waveform
+        if image is not None:
+            frames, is_image = self._frames_to_pixels(load_image(image)[None]), True
+        if audio is not None:
+            waveform = load_audio(
+                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
+            ).waveform
+        if waveform is not None and not np.isfinite(waveform).all():
+            source = audio if audio is not None else video
+            raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")
+        if waveform is not None and self.max_audio_chunks is not None:
+            waveform = waveform[: int(self.max_audio_chunks * self.audio_chunk_seconds * SAMPLING_RATE)]
+        if waveform is not None and len(waveform) == 0:
+            waveform = None
+        return {"frames": frames, "is_image": is_image, "waveform": waveform}
+
+    def _add_video(self, encoding, samples):
+        counts = [0 if s["frames"] is None else len(s["frames"]) for s in samples]
+        if not any(counts):
+            return
+        size = self.image_processor.size
+        pixels = torch.zeros(len(samples), max(counts), 3, size, size)
+        for i, sample in enumerate(samples):
+            if counts[i]:
+                pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
+        encoding["pixel_values_videos"] = pixels
+        encoding["video_frame_mask"] = torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]
+        encoding["video_is_image"] = torch.tensor([s["is_image"] for s in samples])
+
+    def _add_audio(self, encoding, samples):
+        waves = [s["waveform"] for s in samples]
+        if all(w is None for w in waves):
+            return
+        chunk = int(self.audio_chunk_seconds * SAMPLING_RATE)
+        chunked = []
+        for wave in waves:
+            if wave is None:
+                chunked.append(None)
+                continue
+            pieces = [wave[start : start + chunk] for start in range(0, len(wave), chunk)]
+            # each 30 s piece is a separate Whisper input, normalised on its own, as Whisper was trained
+            features = self.feature_extractor(
+                pieces, sampling_rate=SAMPLING_RATE, padding="max_length", max_length=chunk,
+                return_attention_mask=True, return_tensors="pt",
+            )
+            chunked.append((
+                torch.cat(list(features["input_features"]), dim=-1),  # (80, 3000 * K)
+                torch.cat(list(features["attention_mask"]), dim=-1).bool(),  # (3000 * K,)
+            ))
+        bins = self.feature_extractor.feature_size
+        longest = max(f.shape[-1] for f, _ in filter(None, chunked))
+        input_features = torch.zeros(len(samples), bins, longest)
+        input_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
+        for i, item in enumerate(chunked):
+            if item is not None:
+                input_features[i, :, : item[0].shape[-1]] = item[0]
+                input_mask[i, : item[1].shape[-1]] = item[1]
+        encoding["input_features"] = input_features
+        encoding["input_features_mask"] = input_mask
+
+        if not self.compute_audio_events:
+            return
+        minimum = int(self.audio_event_min_seconds * SAMPLING_RATE)
+        fbanks = []
+        for wave in waves:
+            if wave is None:
+                fbanks.append(None)
+                continue
+            if len(wave) < minimum:
+                wave = np.pad(wave, (0, minimum - len(wave)))
+            fbank = self.audio_feature_extractor(wave, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_features"][0]
+            fbanks.append(fbank)
+        longest = max(f.shape[0] for f in fbanks if f is not None)
+        events = torch.zeros(len(samples), longest, fbanks[next(i for i, f in enumerate(fbanks) if f is not None)].shape[-1])
+        events_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
+        for i, fbank in enumerate(fbanks):
+            if fbank is not None:
+                events[i, : fbank.shape[0]] = fbank
+                events_mask[i, : fbank.shape[0]] = True
+        encoding["audio_input_features"] = events
+        encoding["audio_input_features_mask"] = events_mask
+
+    def _add_text(self, encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length):
+        tokenizer, token = self.tokenizer, self.audio_visual_token
+        rows, label_rows, instructions = [], [], []
+        for i, text in enumerate(texts):
+            count = text.count(token)
+            if count > 1:
+                raise ValueError(f"Prompt {i} holds the placeholder {token!r} {count} times; use it once per sample.")
+            if count == 1 and not has_media[i]:
+                raise ValueError(f"Prompt {i} holds the placeholder {token!r} but sample {i} has no video, audio or image.")
+            if count == 1:
+                prompt, question = text, self._question_of(text)
+            elif has_media[i]:
+                prompt, question = self.prompt_template.format(placeholder=token, question=text), text
+            else:
+                prompt, question = TEXT_ONLY_TEMPLATE.format(question=text), text
+            instructions.append(qformer_texts[i] if qformer_texts[i] is not None else question)
+
+            ids = prompt_token_ids(tokenizer, prompt, token, self.audio_visual_token_id, plans[i].num_tokens)
+            ids, labels = with_answer(tokenizer, ids, answers[i], max_length, i, plans[i].num_tokens)
+            rows.append(ids)
+            label_rows.append(labels)
+
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        padded = pad_token_rows(rows, label_rows, pad_id, padding_side)
+        encoding["input_ids"] = padded["input_ids"]
+        encoding["attention_mask"] = padded["attention_mask"]
+        if any(a is not None for a in answers):
+            encoding["labels"] = padded["labels"]
+        qformer = self.qformer_tokenizer(instructions, padding="longest", truncation=True, max_length=512, return_tensors="pt")
+        encoding["qformer_input_ids"] = qformer["input_ids"]
+        encoding["qformer_attention_mask"] = qformer["attention_mask"]
+
+    def _question_of(self, prompt: str) -> str:
+        """The question inside a prompt written with the placeholder (the visual Q-Former's instruction)."""
+        before, after = self.prompt_template.format(placeholder=self.audio_visual_token, question="\0").split("\0")
+        if prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after):
+            return prompt[len(before) : len(prompt) - len(after)]
+        return prompt.replace(self.audio_visual_token, "").replace("<Img></Img>", "").strip()
+
+    # -- chat --------------------------------------------------------------------------------------------------------
+    def apply_chat_template(self, conversation, add_generation_prompt: bool = True, tokenize: bool = False, **kwargs):
+        """Render a conversation (or a batch of them) with the official prompt format. Content items of type
+        "video", "audio" and "image" (with a "path", "url" or the media under the type's key) mark where the media
+        are; with `tokenize=True` the media are loaded and the processor's inputs are returned."""
+        batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
+        conversations = conversation if batched else [conversation]
+        kwargs.pop("return_dict", None)
+        texts = [
+            super(FavorProcessor, self).apply_chat_template(c, add_generation_prompt=add_generation_prompt, tokenize=False)
+            for c in conversations
+        ]
+        if not tokenize:
+            return texts if batched else texts[0]
+        media = {"videos": [], "audio": [], "images": []}
+        for c in conversations:
+            found = {"video": None, "audio": None, "image": None}
+            for message in c:
+                content = message.get("content")
+                for item in content if isinstance(content, list) else []:
+                    if item.get("type") in found:
+                        found[item["type"]] = item.get(item["type"], item.get("path", item.get("url")))
+            media["videos"].append(found["video"])
+            media["audio"].append(found["audio"])
+            media["images"].append(found["image"])
+        return self(text=texts, **{k: v if any(x is not None for x in v) else None for k, v in media.items()}, **kwargs)
+
+    # -- agreement with a model configuration (checked before a Hub upload) ------------------------------------------
+    @property
+    def required_tokens(self) -> dict[str, str]:
+        """The tokens the tokenizer must hold, with their role: the audio-visual placeholder."""
+        return {self.audio_visual_token: "placeholder"}
+
+    def disagreements_with(self, config) -> list[str]:
+        """What in this processor disagrees with the model's [`FavorConfig`], one sentence each (empty if nothing
+        does): the placeholder id, the window settings, BEATs features, the image size and Whisper's mel bins."""
+        found = []
+        if config.audio_visual_token_id is not None and self.audio_visual_token_id != config.audio_visual_token_id:
+            found.append(f"placeholder {self.audio_visual_token!r} has id {self.audio_visual_token_id} in the "
+                         f"tokenizer but config.audio_visual_token_id is {config.audio_visual_token_id}")
+        for name in ("resolutions", "frame_seconds", "audio_chunk_seconds", "max_audio_chunks", "audio_frame_mode"):
+            ours, theirs = getattr(self, name), getattr(config, name)
+            if (list(map(list, ours)) if name == "resolutions" else ours) != theirs:
+                found.append(f"processor.{name}={ours!r} but config.{name}={theirs!r}")
+        has_beats = config.audio_config is not None
+        if self.compute_audio_events != has_beats:
+            found.append(f"processor.compute_audio_events={self.compute_audio_events} but the model "
+                         f"{'has' if has_beats else 'has no'} BEATs encoder")
+        if self.image_processor.size != config.vision_config.image_size:
+            found.append(f"image processor size {self.image_processor.size} but vision_config.image_size "
+                         f"{config.vision_config.image_size}")
+        if self.feature_extractor.feature_size != config.speech_config.num_mel_bins:
+            found.append(f"Whisper feature extractor has {self.feature_extractor.feature_size} mel bins but "
+                         f"speech_config.num_mel_bins is {config.speech_config.num_mel_bins}")
+        return found
+
+
+__all__ = ["FavorProcessor", "DEFAULT_CHAT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE"]

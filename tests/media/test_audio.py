@@ -1,0 +1,115 @@
+"""`transformers_av.media.audio`: mono waveforms at 16 kHz from audio files, sound tracks of videos and arrays;
+the resampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("av")
+pytest.importorskip("soundfile")
+
+from transformers_av.media import (  # noqa: E402
+    NoAudioTrackError,
+    has_audio_track,
+    load_audio,
+    resample_audio,
+)
+from transformers_av.synthetic.media import make_frames, make_tone, write_video, write_wav  # noqa: E402
+
+
+def _dominant_frequency(waveform: np.ndarray, sampling_rate: int) -> float:
+    window = np.hanning(len(waveform))
+    spectrum = np.abs(np.fft.rfft(waveform * window))
+    return float(np.argmax(spectrum) * sampling_rate / len(waveform))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """3 s at 8 fps, with a 440 Hz stereo 44.1 kHz sound track and without one."""
+    root = tmp_path_factory.mktemp("audio")
+    frames = make_frames(24, 48, 64)
+    tone = make_tone(440.0, 3.0, sampling_rate=44100, channels=2)
+    return {
+        "av_mp4": write_video(root / "av.mp4", frames, 8, audio=tone, audio_sampling_rate=44100),
+        "silent_mp4": write_video(root / "silent.mp4", frames, 8),
+    }
+
+
+def test_audio_track_of_video(videos):
+    assert has_audio_track(videos["av_mp4"]) and not has_audio_track(videos["silent_mp4"])
+    audio = load_audio(videos["av_mp4"])
+    assert audio.sampling_rate == 16000 and audio.source_sampling_rate == 44100 and audio.source_channels == 2
+    assert audio.waveform.dtype == np.float32 and audio.waveform.ndim == 1
+    # AAC: whole 1024-sample codec frames (23 ms at 44.1 kHz) and priming, so the duration is 3 s +- 0.05 (measured
+    # 3.019); the tone is found to within 5 Hz (FFT bins are 0.33 Hz wide; lossy codec + resampler); lossy amplitude 10%
+    assert audio.duration == pytest.approx(3.0, abs=0.05)
+    assert _dominant_frequency(audio.waveform, 16000) == pytest.approx(440.0, abs=5)
+    assert np.abs(audio.waveform).max() == pytest.approx(0.3, abs=0.03)  # mean of two identical channels
+
+    head = load_audio(videos["av_mp4"], max_seconds=1.3)
+    assert head.truncated and len(head.waveform) == int(1.3 * 16000)
+    # same decoder, same resampler, same process; only where decoding stops differs (measured 0)
+    np.testing.assert_allclose(head.waveform, audio.waveform[: len(head.waveform)], atol=1e-6)
+
+    with pytest.raises(NoAudioTrackError, match="silent.mp4") as info:
+        load_audio(videos["silent_mp4"])
+    assert isinstance(info.value, ValueError)
+
+
+def test_audio_files_resampled_and_downmixed(tmp_path):
+    wav = write_wav(tmp_path / "tone22k.wav", make_tone(440.0, 2.0, sampling_rate=22050), 22050)
+    audio = load_audio(wav)
+    assert audio.source_sampling_rate == 22050 and audio.sampling_rate == 16000
+    assert len(audio.waveform) == 32000 and audio.duration == pytest.approx(2.0)
+    assert _dominant_frequency(audio.waveform, 16000) == pytest.approx(440.0, abs=5)
+    ideal = make_tone(440.0, 2.0, sampling_rate=16000)
+    # 16-bit wav quantisation (3e-5) + the windowed-sinc resampler's pass-band ripple, edges left out (measured 1e-4)
+    np.testing.assert_allclose(audio.waveform[50:-50], ideal[50:-50], atol=2e-3)  # 16-bit wav + resampler
+
+    # channels are averaged: left = tone, right = silence -> half the amplitude
+    stereo = np.stack([make_tone(1000.0, 1.0, 48000, amplitude=0.5), np.zeros(48000, np.float32)], axis=1)
+    flac = write_wav(tmp_path / "stereo.flac", stereo, 48000)
+    mono = load_audio(flac)
+    assert mono.source_channels == 2 and len(mono.waveform) == 16000
+    assert np.abs(mono.waveform[100:-100]).max() == pytest.approx(0.25, abs=0.01)  # 16-bit + resampler ripple
+
+    with open(wav, "rb") as handle:  # file-like (PyAV)
+        np.testing.assert_allclose(load_audio(handle).waveform, audio.waveform, atol=1e-6)  # same bytes (measured 0)
+
+
+def test_audio_in_memory():
+    tone = make_tone(440.0, 1.0, sampling_rate=48000, channels=2)  # (S, 2)
+    for source in (tone, tone.T.copy(), torch.from_numpy(tone.T.copy())):
+        audio = load_audio(source, source_sampling_rate=48000)
+        assert audio.source_channels == 2 and len(audio.waveform) == 16000
+    pcm = (make_tone(440.0, 1.0, 16000) * 32767).astype(np.int16)
+    # k / 32768 is exact in float32: 1e-7 is far below one int16 step (3e-5) (measured 0)
+    np.testing.assert_allclose(load_audio(pcm, source_sampling_rate=16000).waveform, pcm / 32768.0, atol=1e-7)
+    with pytest.raises(ValueError, match="source_sampling_rate"):
+        load_audio(tone)
+    with pytest.raises(TypeError, match="load_audio expects"):
+        load_audio({"array": tone})
+
+
+def test_resampler_is_band_limited():
+    rate = 44100
+    t = np.arange(rate) / rate
+    # 440 Hz kept, 12 kHz (above the 8 kHz Nyquist of the output) removed instead of aliased to 4 kHz
+    x = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 12000 * t)).astype(np.float32)
+    y = resample_audio(x, rate, 16000)
+    assert len(y) == 16000
+    spectrum = np.abs(np.fft.rfft(y[1000:-1000] * np.hanning(14000)))
+    freqs = np.fft.rfftfreq(14000, 1 / 16000)
+    at = lambda f: spectrum[np.argmin(np.abs(freqs - f))]  # noqa: E731
+    assert at(4000) < 1e-2 * at(440)  # > 40 dB down (no filter: as loud as the 440 Hz tone)
+
+
+def test_has_audio_track_of_bytes_and_file_objects_leaves_them_readable(videos):
+    assert has_audio_track(videos["av_mp4"].read_bytes())
+    with open(videos["silent_mp4"], "rb") as handle:
+        assert not has_audio_track(handle) and handle.tell() == 0
+    with open(videos["av_mp4"], "rb") as handle:
+        assert has_audio_track(handle) and handle.tell() == 0  # rewound: the same object can be decoded next
+        np.testing.assert_allclose(load_audio(handle).waveform, load_audio(videos["av_mp4"]).waveform, atol=1e-6)
