@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMultimodalLM, AutoProcessor
 
 import transformers_av  # noqa: F401  (registers the Auto classes)
-from transformers_av.processing.feature_extraction_beats import BeatsFeatureExtractor
+from transformers_av.models.beats.feature_extraction_beats import BeatsFeatureExtractor
 
 from log_mel_tolerance import beats_energy, beats_fbank_bound, within_db_of_frame_peak
 
