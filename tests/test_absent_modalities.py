@@ -74,7 +74,7 @@ def test_absent_modalities_run_with_zero_contribution(name, variant):
         if n in unused:
             assert torch.count_nonzero(g) == 0, n
         else:
-            torch.testing.assert_close(g, grads_skipping[n], rtol=0, atol=0)  # exact: same kernels, same inputs, + 0
+            torch.testing.assert_close(g, grads_skipping[n], rtol=0, atol=0)
     expected_unused = {
         "video_only": ("speech_projection", "audio_projection"),
         "audio_only": (),
@@ -111,7 +111,6 @@ def test_samples_without_frames_skip_the_vision_encoder():
     batch["pixel_values_videos"] = torch.randn(2, 3, 3, IMAGE, IMAGE)
     batch["video_frame_mask"] = torch.zeros(2, 3, dtype=torch.bool)
     with torch.no_grad():
-        # exact: the all-padding frames never reach a kernel, everything else is the same computation
         torch.testing.assert_close(model(**batch).logits, model(**reference).logits, rtol=0, atol=0)
 
 
