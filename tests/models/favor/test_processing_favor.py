@@ -19,8 +19,8 @@ from transformers_av.presets.tiny import tiny_processor
 
 from log_mel_tolerance import beats_fbank_bound
 
-OFFICIAL = Path(__file__).parent / "fixtures" / "official_tiny"
-MEDIA = Path(__file__).parent / "fixtures" / "media"
+OFFICIAL = Path(__file__).parents[2] / "fixtures" / "official_tiny"
+MEDIA = Path(__file__).parents[2] / "fixtures" / "media"
 QUESTION = "Describe the video together with the audio in detail"
 
 

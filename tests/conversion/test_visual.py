@@ -17,7 +17,7 @@ from transformers_av.conversion.visual import (
     visual_configs_from_official,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "visual"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "visual"
 # Against outputs of the official EVA ViT / Q-Former computed on another machine: fp32 round-off of 2-layer towers on
 # O(1) activations in other summation orders (no log / exp / FFT amplification); measured <= 2.6e-6 under every
 # setting of tools/check_portability.sh: 1e-5.

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers_av import FavorForConditionalGeneration
 from transformers_av.conversion.favor import convert_official_state_dict, favor_config_from_official
 
-FIXTURES = Path(__file__).parent / "fixtures" / "official_tiny"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "official_tiny"
 # Against tensors the official code computed on another machine, in fp32, through chains of O(10) layers on O(1)
 # activations (max |x| 2.6-4.6): our implementation and the official one round in different orders, and on another CPU
 # the matmul / softmax kernels round differently again. No log / exp of small quantities and no FFT amplifies it (the

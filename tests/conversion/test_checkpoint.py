@@ -11,7 +11,7 @@ from transformers_av import FavorForConditionalGeneration
 from transformers_av.cli import main
 from transformers_av.conversion.favor import convert_official_state_dict, favor_config_from_official
 
-FIXTURES = Path(__file__).parent / "fixtures" / "official_tiny" / "video_salmonn"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "official_tiny" / "video_salmonn"
 LLM_PREFIX = "llama_model.base_model.model."
 
 

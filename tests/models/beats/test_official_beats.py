@@ -19,7 +19,7 @@ from transformers_av.models.beats.feature_extraction_beats import BeatsFeatureEx
 from log_mel_tolerance import beats_fbank_bound, within_db_of_frame_peak
 
 
-FIXTURE = Path(__file__).parent / "fixtures" / "beats"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "beats"
 DATA_KEYS = ("waveform_int16", "beats_fbank", "beats_output")
 
 
