@@ -421,3 +421,16 @@ def test_inputs_embeds_with_media_is_an_error(model):
             model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits,
             model(**batch).logits, atol=ATOL, rtol=0,
         )
+
+
+@torch.no_grad()
+def test_return_dict_false_gives_the_output_fields_as_a_tuple(model):
+    batch = hand_batch([(None, [1, 1, 1, 0], [1, 1])])
+    labels = batch["input_ids"].masked_fill(batch["input_ids"] == MEDIA, -100)
+    out = model(**batch, labels=labels)
+    as_tuple = model(**batch, labels=labels, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 4  # loss, logits, cache, media_embeds
+    assert torch.equal(as_tuple[0], out.loss) and torch.equal(as_tuple[1], out.logits)
+    assert torch.equal(as_tuple[3], out.media_embeds)
+    inner = model.model(**batch, return_dict=False)
+    assert isinstance(inner, tuple) and torch.equal(inner[0], model.model(**batch).last_hidden_state)

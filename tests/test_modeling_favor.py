@@ -232,3 +232,24 @@ def test_frozen_encoders_get_no_gradient_and_loss_reports_both_terms():
     assert model.model.connector.qformer.layers[0].cross_attention.query.weight.grad is not None
     assert model.model.connector.speech_projection.weight.grad is not None
     assert model.model.connector.audio_projection.weight.grad is not None
+
+
+@torch.no_grad()
+def test_return_dict_false_gives_the_output_fields_as_a_tuple():
+    model = make_model()
+    batch, _ = collate(model, [sample_media(4, 2.0, 0)], [PROMPT])
+    labels = batch["input_ids"].masked_fill(batch["input_ids"] == model.config.audio_visual_token_id, -100)
+    out = model(**batch, labels=labels)
+    as_tuple = model(**batch, labels=labels, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    # transformers' order first (loss, logits, cache), then FAVOR's own fields (lm_loss, diversity_loss, tokens)
+    expected = [out.loss, out.logits, out.cache, out.lm_loss, out.diversity_loss, out.audio_visual_embeds]
+    assert len(as_tuple) == len(expected)
+    for got, want in zip(as_tuple, expected):
+        if isinstance(want, torch.Tensor):
+            assert torch.equal(got, want)
+    inner = model.model(**batch, return_dict=False)
+    assert isinstance(inner, tuple) and torch.equal(inner[0], model.model(**batch).last_hidden_state)
+    # config.return_dict=False too (the inner call still hands the head a dataclass)
+    model.config.return_dict = False
+    assert isinstance(model(**batch), tuple)

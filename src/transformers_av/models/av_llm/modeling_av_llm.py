@@ -1,21 +1,21 @@
 """The Audio-Visual LLM (Shu et al., 2023) as transformers models: `AvLlmModel` (CLIP frames + CLAP segments, three
 linear projectors, the LLM body) and `AvLlmForConditionalGeneration` (+ LM head, loss, generate).
 
-Every part is shared with the rest of the package: the encoders and the connector live in `modeling/parts/`, and
-what every audio-visual LLM does the same way (frozen encoders, placeholder scatter, generation) in
-`modeling/common.py`. This file only wires them and decides, per sample, which modalities run.
+The encoders and the connector are parts of their own (`clap_segments.py`, `linear_connector.py`, the CLIP frame
+encoder of `models/common/clip_frames.py`), and what every audio-visual LLM does the same way (frozen encoders,
+placeholder scatter, generation) lives in `models/common/modeling_common.py`. This file only wires them and decides,
+per sample, which modalities run.
 """
 
-from __future__ import annotations
-
 import contextlib
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
-from transformers.modeling_outputs import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_av_llm import AvLlmConfig
 from ..common.modeling_common import (
@@ -29,12 +29,34 @@ from ..common.modeling_common import (
     scatter_media_embeds,
 )
 from .clap_segments import ClapSegmentEncoder
-from ..common.clip_frames import ClipFrameEncoder
+from ..common.clip_frames import ClipFrameEncoder, ClipFrameOutput
+from .components_av_llm import assemble_av_llm_from_components
 from .linear_connector import LinearAudioVisualConnector
+from .outputs_av_llm import AvLlmCausalLMOutputWithPast, AvLlmMediaOutput, AvLlmModelOutputWithPast
 
 # media inputs consumed at prefill only; generate() must not feed them again at the decoding steps
 MEDIA_INPUT_NAMES = ("pixel_values_videos", "video_frame_mask", "audio_input_features", "audio_segment_mask",
                      "audio_is_longer")
+
+# the media inputs of `AvLlmModel` / `AvLlmForConditionalGeneration` (`AvLlmProcessor` builds them), for auto_docstring
+MEDIA_ARGS_DOCSTRING = r"""
+    pixel_values_videos (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, image_size, image_size)`, *optional*):
+        CLIP-normalised video frames, as [`AvLlmProcessor`] makes them (an image is a one-frame video).
+    video_frame_mask (`torch.Tensor` of shape `(batch_size, num_frames)`, *optional*):
+        1 for real frames, 0 for padding frames (which are not encoded). Defaults to all frames.
+    audio_input_features (`torch.FloatTensor` of shape `(batch_size, num_segments, num_channels, time, num_mel_bins)`, *optional*):
+        CLAP log-mel features of each audio segment (4 channels for a fused CLAP tower, else 1).
+    audio_segment_mask (`torch.Tensor` of shape `(batch_size, num_segments)`, *optional*):
+        1 for real audio segments, 0 for padding. Defaults to all segments.
+    audio_is_longer (`torch.Tensor` of shape `(batch_size, num_segments)`, *optional*):
+        For fused CLAP towers: whether each segment was longer than the tower's input (its `is_longer` flag).
+"""
+LABELS_DOCSTRING = r"""
+    labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        Labels for the language modeling loss: -100 everywhere but the answer tokens (or pass the targets already
+        shifted as `shift_labels`). The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for
+        gradient accumulation).
+"""
 
 
 @contextlib.contextmanager
@@ -50,59 +72,35 @@ def _eval_mode(module: nn.Module):
             m.training = training
 
 
-@dataclass
-class AvLlmMediaOutput(ModelOutput):
-    """What `get_media_embeds` computes.
-
-    embeds: (B, C_max, D) LLM-width media tokens, `[temporal | spatial | audio]` per sample, left-aligned;
-    token_counts: (B,) how many belong to each sample. temporal_tokens: (B, T, Dv) per-frame [CLS] tokens;
-    spatial_tokens: (B, P, Dv) time-averaged patch tokens; audio_tokens: (B, K, Da) flattened CLAP segments (each
-    `None` when that encoder did not run). uses_visual / uses_audio: (B,) the modalities each sample used.
-    """
-
-    embeds: torch.FloatTensor | None = None
-    token_counts: torch.LongTensor | None = None
-    temporal_tokens: torch.FloatTensor | None = None
-    spatial_tokens: torch.FloatTensor | None = None
-    audio_tokens: torch.FloatTensor | None = None
-    uses_visual: torch.BoolTensor | None = None
-    uses_audio: torch.BoolTensor | None = None
-
-
-@dataclass
-class AvLlmModelOutputWithPast(ModelOutput):
-    last_hidden_state: torch.FloatTensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    media_embeds: torch.FloatTensor | None = None
-
-
-@dataclass
-class AvLlmCausalLMOutputWithPast(ModelOutput):
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    media_embeds: torch.FloatTensor | None = None
-
-
+@auto_docstring
 class AvLlmPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
     config_class = AvLlmConfig
     config: AvLlmConfig
     base_model_prefix = "model"
     input_modalities = ("video", "audio", "image", "text")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CLIPEncoderLayer", "ClapAudioStage", "LlamaDecoderLayer"]
+    # the HTSAT stages (`ClapAudioModel` names none); the other towers' layers are gathered from them (`post_init`)
+    _no_split_modules = ["ClapAudioStage"]
     _skip_keys_device_placement = ["cache"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _can_compile_fullgraph = False
 
+    def post_init(self):
+        super().post_init()
+        # transformers gathers `_no_split_modules` from the direct children only; the towers sit in plain-module parts
+        for module in self.modules():
+            if module is not self and isinstance(module, PreTrainedModel):
+                self._no_split_modules.update(module._no_split_modules or ())
 
+
+@auto_docstring(
+    custom_intro="""
+    The Audio-Visual LLM without a language modeling head: the CLIP frame encoder, the CLAP segment encoder, the
+    linear projectors and the LLM body.
+    """
+)
 class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
-    """CLIP frame encoder, CLAP segment encoder, the linear connector and the LLM body without its head."""
 
     def __init__(self, config: AvLlmConfig):
         super().__init__(config)
@@ -148,8 +146,30 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         unmarked = ~(visual | audio)
         return visual | unmarked, audio | unmarked
 
+    # -- encoders ------------------------------------------------------------------------------------------------------
+    def get_visual_features(
+        self, pixel_values_videos: torch.FloatTensor, video_frame_mask: torch.Tensor | None = None
+    ) -> ClipFrameOutput:
+        """(B, T, 3, H, W) frames -> [`ClipFrameOutput`]: the temporal tokens (B, T, Dv), one [CLS] token per frame
+        (zeros at padding frames, which `video_frame_mask` (B, T) marks and which are not encoded), and the spatial
+        tokens (B, P, Dv), each patch averaged over the sample's frames."""
+        with self._grad_context(self.vision_encoder):
+            return self.vision_encoder(pixel_values_videos, video_frame_mask)
+
+    def get_audio_event_features(
+        self,
+        audio_input_features: torch.FloatTensor,
+        audio_segment_mask: torch.Tensor | None = None,
+        audio_is_longer: torch.Tensor | None = None,
+    ) -> torch.FloatTensor:
+        """(B, K, C, time, mel) CLAP features of K segments -> (B, K, Da): each real segment (`audio_segment_mask`
+        (B, K)) through the HTSAT tower, its last hidden state flattened into one token (zeros at padding segments).
+        `audio_is_longer` (B, K) is the `is_longer` flag of fused towers."""
+        with self._grad_context(self.audio_encoder):
+            return self.audio_encoder(audio_input_features, audio_segment_mask, audio_is_longer)
+
     # -- media -> LLM-width tokens ---------------------------------------------------------------------------------------
-    def get_media_embeds(
+    def get_media_features(
         self,
         pixel_values_videos: torch.FloatTensor | None = None,
         video_frame_mask: torch.Tensor | None = None,
@@ -181,8 +201,7 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
                 frame_mask = torch.ones(pixel_values_videos.shape[:2], dtype=torch.bool, device=device)
             frame_mask = frame_mask.to(device=device, dtype=torch.bool) & uses_visual[:, None]  # (B, T)
             if bool(frame_mask.any()):
-                with self._grad_context(self.vision_encoder):
-                    frames = self.vision_encoder(pixel_values_videos, frame_mask)
+                frames = self.get_visual_features(pixel_values_videos, frame_mask)
                 temporal, spatial = frames.temporal_tokens, frames.spatial_tokens  # (B, T, Dv), (B, P, Dv)
 
         audio = segment_mask = None
@@ -192,8 +211,7 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
                 segment_mask = torch.ones(audio_input_features.shape[:2], dtype=torch.bool, device=device)
             segment_mask = segment_mask.to(device=device, dtype=torch.bool) & uses_audio[:, None]  # (B, K)
             if bool(segment_mask.any()):
-                with self._grad_context(self.audio_encoder):
-                    audio = self.audio_encoder(audio_input_features, segment_mask, audio_is_longer)  # (B, K, Da)
+                audio = self.get_audio_event_features(audio_input_features, segment_mask, audio_is_longer)  # (B, K, Da)
 
         if temporal is None and audio is None:
             return None
@@ -214,12 +232,16 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             uses_audio=None if segment_mask is None else segment_mask.any(dim=1),
         )
 
+    def get_media_embeds(self, *args, **kwargs) -> AvLlmMediaOutput | None:
+        """Alias of [`~AvLlmModel.get_media_features`] (its name in release 0.1)."""
+        return self.get_media_features(*args, **kwargs)
+
     def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, AvLlmMediaOutput | None]:
         """Token embeddings of the prompt with the media tokens at the placeholder positions. Returns
         `(inputs_embeds, media_output_or_None)`."""
         inputs_embeds = embed_tokens_without_placeholder(self.get_input_embeddings(), input_ids, self.config.media_token_id)
         uses_visual, uses_audio = self.sample_modalities(input_ids)
-        output = self.get_media_embeds(**media, uses_visual=uses_visual, uses_audio=uses_audio)
+        output = self.get_media_features(**media, uses_visual=uses_visual, uses_audio=uses_audio)
         if output is not None:
             inputs_embeds = scatter_media_embeds(
                 input_ids, inputs_embeds, self.config.media_token_id, output.embeds, output.token_counts,
@@ -257,6 +279,9 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
                 terms.append(self.connector.audio_projection(self.audio_encoder(features)).sum())
         return torch.stack(terms).sum() * 0.0 if terms else None
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @auto_docstring(custom_args=MEDIA_ARGS_DOCSTRING)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -270,8 +295,8 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         audio_segment_mask: torch.Tensor | None = None,
         audio_is_longer: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
-    ) -> AvLlmModelOutputWithPast:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | AvLlmModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         media = {
@@ -295,6 +320,7 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             position_ids=position_ids,
             cache=cache,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         return AvLlmModelOutputWithPast(
@@ -306,8 +332,15 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         )
 
 
+@auto_docstring(
+    custom_intro="""
+    The Audio-Visual LLM: [`AvLlmModel`] with a language modeling head. The modality tokens `<VIS>`, `<AUD>` and
+    `<AUD_VIS>` of a prompt choose which of its media a sample uses.
+    """
+)
 class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}  # as the LLM's own head (its embedding is sharded too)
 
     def __init__(self, config: AvLlmConfig):
         super().__init__(config)
@@ -330,6 +363,14 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
     def freeze_encoders(self, freeze: bool = True):
         self.model.freeze_encoders(freeze)
 
+    def get_media_features(self, *args, **kwargs) -> AvLlmMediaOutput | None:
+        """[`AvLlmModel.get_media_features`] of the inner model."""
+        return self.model.get_media_features(*args, **kwargs)
+
+    def get_media_embeds(self, *args, **kwargs) -> AvLlmMediaOutput | None:
+        """Alias of [`~AvLlmForConditionalGeneration.get_media_features`] (its name in release 0.1)."""
+        return self.model.get_media_features(*args, **kwargs)
+
     def get_inputs_embeds(self, input_ids: torch.LongTensor, **media) -> torch.FloatTensor:
         """The LLM input embeddings of a prompt with its media merged in (e.g. for `generate(inputs_embeds=...)`)."""
         return self.model.embed_prompt(input_ids, **media)[0]
@@ -337,15 +378,15 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
     @classmethod
     def from_pretrained_components(cls, *, llm, vision_encoder, audio_encoder, **settings):
         """Assemble a model ready to train from separately pretrained parts (local paths or Hub ids of a causal LM, a
-        CLIP model and a CLAP model): see `transformers_av.assembly.assemble_av_llm_from_components`."""
-        try:  # an absolute import inside `try`: the remote-code copy of this file needs no assembly module
-            from transformers_av.assembly import assemble_av_llm_from_components
-        except ImportError as error:
-            raise ImportError("from_pretrained_components needs the transformers-av package installed.") from error
+        CLIP model and a CLAP model): see [`~components_av_llm.assemble_av_llm_from_components`] for the arguments.
+        `transformers_av.assembly.av_llm_processor_from_components` builds the matching processor."""
         return assemble_av_llm_from_components(
             cls, llm=llm, vision_encoder=vision_encoder, audio_encoder=audio_encoder, **settings
         )
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @auto_docstring(custom_args=MEDIA_ARGS_DOCSTRING + LABELS_DOCSTRING)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -361,15 +402,10 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
         audio_is_longer: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
-    ) -> AvLlmCausalLMOutputWithPast:
-        r"""
-        Media inputs are described in [`AvLlmModel.get_media_embeds`]; `AvLlmProcessor` builds them.
-
-        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens;
-        the loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation).
-        """
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | AvLlmCausalLMOutputWithPast:
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        shift_labels = kwargs.pop("shift_labels", None)  # targets already aligned (sequence / context parallelism)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -382,15 +418,17 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
             audio_segment_mask=audio_segment_mask,
             audio_is_longer=audio_is_longer,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(outputs.last_hidden_state[:, slice_indices, :])
         logits = mask_placeholder_logits(logits, self.config.media_token_id)
         loss = None
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
             loss = self.loss_function(
-                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch
+                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch,
+                shift_labels=shift_labels,
             )
         return AvLlmCausalLMOutputWithPast(
             loss=loss,
@@ -410,4 +448,11 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
         )
 
 
-__all__ = ["AvLlmPreTrainedModel", "AvLlmModel", "AvLlmForConditionalGeneration", "AvLlmMediaOutput"]
+__all__ = [
+    "AvLlmCausalLMOutputWithPast",
+    "AvLlmForConditionalGeneration",
+    "AvLlmMediaOutput",
+    "AvLlmModel",
+    "AvLlmModelOutputWithPast",
+    "AvLlmPreTrainedModel",
+]

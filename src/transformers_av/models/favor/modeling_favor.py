@@ -1,17 +1,15 @@
 """FAVOR / video-SALMONN as transformers models: `FavorModel` (encoders + connector + LLM body) and
 `FavorForConditionalGeneration` (+ LM head, loss, generate)."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from transformers import initialization as init
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
-from transformers.modeling_outputs import ModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_favor import FavorConfig
 from ..beats.modeling_beats import BeatsModel
@@ -25,7 +23,9 @@ from ..common.modeling_common import (
     runs_absent_encoders,
     scatter_media_embeds,
 )
+from .components_favor import assemble_from_components
 from .connector import FavorConnector
+from .outputs_favor import FavorAudioVisualOutput, FavorCausalLMOutputWithPast, FavorModelOutputWithPast
 from .sync import sync_audio_to_frames
 from .visual_encoders import build_visual_encoder
 from .windows import audio_frame_count, image_frame_count
@@ -35,74 +35,64 @@ WHISPER_FRAMES_PER_SECOND = 50  # encoder output rate
 
 # media inputs consumed at prefill only; generate() must not feed them again at the decoding steps
 MEDIA_INPUT_NAMES = (
-    "pixel_values_videos",
-    "video_frame_mask",
-    "video_is_image",
-    "qformer_input_ids",
-    "qformer_attention_mask",
-    "input_features",
-    "input_features_mask",
-    "audio_input_features",
-    "audio_input_features_mask",
-    "modality_mask",
+    "pixel_values_videos", "video_frame_mask", "video_is_image", "qformer_input_ids", "qformer_attention_mask",
+    "input_features", "input_features_mask", "audio_input_features", "audio_input_features_mask", "modality_mask",
 )
 
-
-@dataclass
-class FavorAudioVisualOutput(ModelOutput):
-    """What `get_audio_visual_features` computes, stage by stage.
-
-    embeds: (B, C_max, D) LLM-width audio-visual tokens; token_counts: (B,) how many belong to each sample.
-    visual_tokens: (B, T_v, N, Dv) visual Q-Former tokens per frame. audio_tokens: (B, S, Da) projected audio frames.
-    joint_tokens: (B, T, N, F) synchronised features. resolution_outputs: per resolution (B, C_max, H).
-    diversity_loss: scalar. frame_counts: (B,) synchronised frames with content.
-    """
-
-    embeds: torch.FloatTensor | None = None
-    token_counts: torch.LongTensor | None = None
-    visual_tokens: torch.FloatTensor | None = None
-    audio_tokens: torch.FloatTensor | None = None
-    joint_tokens: torch.FloatTensor | None = None
-    resolution_outputs: list | None = None
-    diversity_loss: torch.FloatTensor | None = None
-    frame_counts: torch.LongTensor | None = None
-
-
-@dataclass
-class FavorModelOutputWithPast(ModelOutput):
-    last_hidden_state: torch.FloatTensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    audio_visual_embeds: torch.FloatTensor | None = None
-    diversity_loss: torch.FloatTensor | None = None
-
-
-@dataclass
-class FavorCausalLMOutputWithPast(ModelOutput):
-    """loss = lm_loss + config.diversity_loss_weight * diversity_loss (both also reported on their own)."""
-
-    loss: torch.FloatTensor | None = None
-    lm_loss: torch.FloatTensor | None = None
-    diversity_loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    audio_visual_embeds: torch.FloatTensor | None = None
+# the media inputs of `FavorModel` / `FavorForConditionalGeneration` (`FavorProcessor` builds them), for auto_docstring
+MEDIA_ARGS_DOCSTRING = r"""
+    pixel_values_videos (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, image_size, image_size)`, *optional*):
+        Video frames, two per second, as [`FavorProcessor`] makes them. A sample flagged in `video_is_image` holds one
+        image in frame 0.
+    video_frame_mask (`torch.Tensor` of shape `(batch_size, num_frames)`, *optional*):
+        1 for real frames, 0 for padding frames (which are not encoded). Defaults to all frames.
+    video_is_image (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+        Whether the visual input of a sample is one image, shown over the whole length of its audio.
+    qformer_input_ids (`torch.LongTensor` of shape `(batch_size, qformer_sequence_length)`, *optional*):
+        The instruction, tokenised for the visual Q-Former (InstructBLIP reads it while it encodes each frame).
+    qformer_attention_mask (`torch.Tensor` of shape `(batch_size, qformer_sequence_length)`, *optional*):
+        1 for the tokens of `qformer_input_ids`, 0 for padding.
+    input_features (`torch.FloatTensor` of shape `(batch_size, num_mel_bins, 3000 * num_chunks)`, *optional*):
+        Whisper log-mel features of the audio, in whole 30-second chunks.
+    input_features_mask (`torch.Tensor` of shape `(batch_size, 3000 * num_chunks)`, *optional*):
+        1 for the mel frames of real audio, 0 for padding: it sets how many audio frames each sample has.
+    audio_input_features (`torch.FloatTensor` of shape `(batch_size, num_fbank_frames, num_fbank_bins)`, *optional*):
+        BEATs Kaldi filter banks of the same audio (video-SALMONN only).
+    audio_input_features_mask (`torch.Tensor` of shape `(batch_size, num_fbank_frames)`, *optional*):
+        1 for real filter-bank frames, 0 for padding.
+    modality_mask (`torch.Tensor` of shape `(batch_size, 2)`, *optional*):
+        `[video, audio]` per sample: 0 turns that modality of the sample into zeros (after the projections).
+"""
+LABELS_DOCSTRING = r"""
+    labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        Labels for the language modeling loss: -100 everywhere but the answer tokens (or pass the targets already
+        shifted as `shift_labels`). The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for
+        gradient accumulation) plus `config.diversity_loss_weight` times the diversity loss of the connector queries
+        (given `num_items_in_batch`, scaled by this batch's share of the answer tokens, so that accumulated
+        micro-batches apply the weight once).
+"""
 
 
+@auto_docstring
 class FavorPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
     config_class = FavorConfig
     config: FavorConfig
     base_model_prefix = "model"
     input_modalities = ("video", "audio", "image", "text")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CausalQFormerLayer", "WhisperEncoderLayer", "InstructBlipEncoderLayer", "LlamaDecoderLayer"]
+    # the connector's layers; the towers' layers are gathered from the towers (see `post_init`)
+    _no_split_modules = ["CausalQFormerLayer"]
     _skip_keys_device_placement = ["cache"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _can_compile_fullgraph = False
+
+    def post_init(self):
+        super().post_init()
+        # transformers gathers `_no_split_modules` from the direct children only; the towers sit in plain-module parts
+        for module in self.modules():
+            if module is not self and isinstance(module, PreTrainedModel):
+                self._no_split_modules.update(module._no_split_modules or ())
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -114,10 +104,14 @@ class FavorPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
             module.visual_encoder.init_weights(std)
 
 
+@auto_docstring(
+    custom_intro="""
+    FAVOR / video-SALMONN without a language modeling head: the encoders (a visual encoder part -- InstructBLIP ViT +
+    Q-Former by default --, the Whisper encoder, BEATs for video-SALMONN), the causal multi-resolution Q-Former
+    connector and the LLM body.
+    """
+)
 class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
-    """Encoders (a visual encoder part -- InstructBLIP ViT + Q-Former by default --, Whisper encoder, optional BEATs),
-    the causal multi-resolution Q-Former connector, and the LLM body without its head."""
-
     def __init__(self, config: FavorConfig):
         super().__init__(config)
         self.visual_encoder = build_visual_encoder(config)
@@ -141,7 +135,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         return modules
 
     # -- encoders ------------------------------------------------------------------------------------------------------
-    def get_visual_tokens(
+    def get_visual_features(
         self,
         pixel_values_videos: torch.FloatTensor,
         video_frame_mask: torch.Tensor | None = None,
@@ -149,7 +143,8 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         qformer_attention_mask: torch.Tensor | None = None,
     ) -> torch.FloatTensor:
         """(B, T_v, 3, H, W) frames -> (B, T_v, num_query_tokens, Dv) instruction-aware visual tokens (zeros for
-        padding frames, which are not encoded)."""
+        padding frames, which are not encoded). `qformer_input_ids` (B, L) is each sample's instruction, for visual
+        encoder parts that read one (InstructBLIP's Q-Former)."""
         batch_size, num_frames = pixel_values_videos.shape[:2]
         if video_frame_mask is None:
             video_frame_mask = torch.ones(batch_size, num_frames, dtype=torch.bool, device=pixel_values_videos.device)
@@ -170,6 +165,10 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
         visual[video_frame_mask] = tokens
         return visual
+
+    def get_visual_tokens(self, *args, **kwargs) -> torch.FloatTensor:
+        """Alias of [`~FavorModel.get_visual_features`] (its name in release 0.1)."""
+        return self.get_visual_features(*args, **kwargs)
 
     def get_speech_features(self, input_features: torch.FloatTensor) -> torch.FloatTensor:
         """(B, mel_bins, 3000 * K) log-mel -> (B, 1500 * K, d_model): each 30 s chunk through the Whisper encoder."""
@@ -201,7 +200,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         return nn.utils.rnn.pad_sequence(outputs, batch_first=True)
 
     # -- the audio-visual path -----------------------------------------------------------------------------------------
-    def get_audio_visual_features(
+    def get_media_features(
         self,
         pixel_values_videos: torch.FloatTensor | None = None,
         video_frame_mask: torch.Tensor | None = None,
@@ -230,14 +229,16 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         candidates = (pixel_values_videos, visual_tokens, input_features, audio_input_features, audio_tokens)
         reference = next((t for t in candidates if t is not None), None)
         if reference is None:
-            raise ValueError("get_audio_visual_features needs at least one of: video frames, audio features, tokens.")
+            raise ValueError("get_media_features needs at least one of: video frames, audio features, tokens.")
         batch_size, device = reference.shape[0], reference.device
         dtype = self.connector.layer_norm.weight.dtype
         per_frame = config.audio_frames_per_frame
 
         # visual tokens per frame (B, T_v, N, Dv)
         if visual_tokens is None and pixel_values_videos is not None:
-            visual_tokens = self.get_visual_tokens(pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask)
+            visual_tokens = self.get_visual_features(
+                pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask
+            )
         if visual_tokens is None:
             visual_tokens = torch.zeros(batch_size, 0, config.num_query_tokens, config.visual_feature_size, device=device, dtype=dtype)
             video_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -315,6 +316,10 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             frame_counts=frame_counts,
         )
 
+    def get_audio_visual_features(self, *args, **kwargs) -> FavorAudioVisualOutput:
+        """Alias of [`~FavorModel.get_media_features`] (its name in release 0.1)."""
+        return self.get_media_features(*args, **kwargs)
+
     def merge_audio_visual_embeds(self, input_ids, inputs_embeds, audio_visual: FavorAudioVisualOutput):
         """Put each sample's audio-visual tokens at its placeholder positions."""
         return scatter_media_embeds(
@@ -330,7 +335,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         )
         audio_visual = None
         if any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
-            audio_visual = self.get_audio_visual_features(**media)
+            audio_visual = self.get_media_features(**media)
             inputs_embeds = self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual)
         if self._runs_absent_encoders():
             anchor = self._absent_modules_anchor(media, connector_ran=audio_visual is not None)
@@ -353,7 +358,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         if media.get("pixel_values_videos") is None or (frame_mask is not None and not bool(frame_mask.any())):
             size = config.vision_config.image_size
             frame = torch.zeros(1, 1, 3, size, size, device=device, dtype=self.connector.layer_norm.weight.dtype)
-            terms.append(self.get_visual_tokens(frame).sum())
+            terms.append(self.get_visual_features(frame).sum())
         if media.get("input_features") is None:
             mel = torch.zeros(
                 1, config.speech_config.num_mel_bins, config.speech_config.max_source_positions * 2,
@@ -376,6 +381,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             terms.append(self.connector(joint, torch.ones(1, dtype=torch.long, device=device)).embeds.sum())
         return torch.stack(terms).sum() * 0.0 if terms else None
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @auto_docstring(custom_args=MEDIA_ARGS_DOCSTRING)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -394,8 +402,8 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         audio_input_features_mask: torch.Tensor | None = None,
         modality_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
-    ) -> FavorModelOutputWithPast:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | FavorModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         media = {
@@ -425,6 +433,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             position_ids=position_ids,
             cache=cache,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         return FavorModelOutputWithPast(
@@ -437,8 +446,15 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         )
 
 
+@auto_docstring(
+    custom_intro="""
+    FAVOR / video-SALMONN: [`FavorModel`] with a language modeling head, trained with the causal-LM loss plus the
+    connector's diversity loss; answers questions about a video and its sound track.
+    """
+)
 class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}  # as the LLM's own head (its embedding is sharded too)
 
     def __init__(self, config: FavorConfig):
         super().__init__(config)
@@ -458,8 +474,13 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
-    def get_audio_visual_features(self, **media) -> FavorAudioVisualOutput:
-        return self.model.get_audio_visual_features(**media)
+    def get_media_features(self, *args, **kwargs) -> FavorAudioVisualOutput:
+        """[`FavorModel.get_media_features`] of the inner model."""
+        return self.model.get_media_features(*args, **kwargs)
+
+    def get_audio_visual_features(self, *args, **kwargs) -> FavorAudioVisualOutput:
+        """Alias of [`~FavorForConditionalGeneration.get_media_features`] (its name in release 0.1)."""
+        return self.model.get_media_features(*args, **kwargs)
 
     def get_inputs_embeds(self, input_ids: torch.LongTensor, **media) -> torch.FloatTensor:
         """The LLM input embeddings of a prompt with its media merged in, e.g. for `generate(inputs_embeds=...)`
@@ -474,16 +495,16 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
     def from_pretrained_components(cls, *, llm, speech_encoder, vision_encoder, audio_encoder=None, **settings):
         """Assemble a model ready to train from separately pretrained parts (local paths or Hub ids of a causal LM, a
         Whisper model, an InstructBLIP model and, for video-SALMONN, a BEATs model): see
-        `transformers_av.assembly.assemble_from_components` for the arguments."""
-        try:  # an absolute import inside `try`: the remote-code copy of this file needs no assembly module
-            from transformers_av.assembly import assemble_from_components
-        except ImportError as error:
-            raise ImportError("from_pretrained_components needs the transformers-av package installed.") from error
+        [`~components_favor.assemble_from_components`] for the arguments. `transformers_av.assembly.
+        processor_from_components` builds the matching processor."""
         return assemble_from_components(
             cls, llm=llm, speech_encoder=speech_encoder, vision_encoder=vision_encoder, audio_encoder=audio_encoder,
             **settings,
         )
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @auto_docstring(custom_args=MEDIA_ARGS_DOCSTRING + LABELS_DOCSTRING)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -504,17 +525,10 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         modality_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
-    ) -> FavorCausalLMOutputWithPast:
-        r"""
-        Media inputs are described in [`FavorModel.get_audio_visual_features`]; `FavorProcessor` builds them.
-
-        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`): -100 everywhere but the answer tokens.
-        The loss is the causal-LM cross-entropy (honouring `num_items_in_batch` for gradient accumulation) plus
-        `config.diversity_loss_weight` times the diversity loss of the connector queries (given `num_items_in_batch`,
-        scaled by this batch's share of the answer tokens, so accumulated micro-batches apply the weight once).
-        """
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | FavorCausalLMOutputWithPast:
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        shift_labels = kwargs.pop("shift_labels", None)  # targets already aligned (sequence / context parallelism)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -532,6 +546,7 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             audio_input_features_mask=audio_input_features_mask,
             modality_mask=modality_mask,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -540,9 +555,10 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         logits = mask_placeholder_logits(logits, self.config.audio_visual_token_id)
 
         loss = lm_loss = None
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
             lm_loss = self.loss_function(
-                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch
+                logits, labels, vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch,
+                shift_labels=shift_labels,
             )
             loss = lm_loss
             if outputs.diversity_loss is not None and self.config.diversity_loss_weight:
@@ -551,7 +567,8 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
                     # Trainer sums the micro-batch losses of a gradient-accumulation step (and of the ranks): weigh
                     # this micro-batch's diversity term by its share of the step's answer tokens, so that the step
                     # applies the weight once, to the token-weighted mean of the micro-batch diversity losses.
-                    share = labels[..., 1:].ne(-100).sum() / num_items_in_batch
+                    targets = labels[..., 1:] if shift_labels is None else shift_labels
+                    share = targets.ne(-100).sum() / num_items_in_batch
                     diversity = diversity * share.to(device=diversity.device, dtype=diversity.dtype)
                 loss = lm_loss + self.config.diversity_loss_weight * diversity
         return FavorCausalLMOutputWithPast(
@@ -574,4 +591,11 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
         )
 
 
-__all__ = ["FavorPreTrainedModel", "FavorModel", "FavorForConditionalGeneration", "FavorAudioVisualOutput"]
+__all__ = [
+    "FavorAudioVisualOutput",
+    "FavorCausalLMOutputWithPast",
+    "FavorForConditionalGeneration",
+    "FavorModel",
+    "FavorModelOutputWithPast",
+    "FavorPreTrainedModel",
+]

@@ -1,0 +1,109 @@
+"""Both families follow the same transformers conventions: output classes that extend transformers' own, documented
+forwards (auto_docstring, nothing undocumented, nothing printed at import), one scheme of feature-method names,
+`_no_split_modules` that reaches every tower, and model assembly that lives below the `assembly` layer."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from transformers_av import AvLlmForConditionalGeneration, AvLlmModel, FavorForConditionalGeneration, FavorModel
+from transformers_av.models.av_llm.modeling_av_llm import AvLlmCausalLMOutputWithPast, AvLlmModelOutputWithPast
+from transformers_av.models.common.remote_code import source_modules
+from transformers_av.models.favor.modeling_favor import FavorCausalLMOutputWithPast, FavorModelOutputWithPast
+from transformers_av.presets.tiny import tiny_av_llm_config, tiny_favor_config
+
+IMAGE = 28
+
+
+def test_output_classes_extend_transformers_outputs_and_keep_their_fields():
+    for model_output in (FavorModelOutputWithPast, AvLlmModelOutputWithPast):
+        assert issubclass(model_output, BaseModelOutputWithPast)
+    for lm_output in (FavorCausalLMOutputWithPast, AvLlmCausalLMOutputWithPast):
+        assert issubclass(lm_output, CausalLMOutputWithPast)
+    fields = list(FavorCausalLMOutputWithPast.__dataclass_fields__)
+    assert fields[:5] == ["loss", "logits", "cache", "hidden_states", "attentions"]
+    assert fields[5:] == ["lm_loss", "diversity_loss", "audio_visual_embeds"]
+    assert list(FavorModelOutputWithPast.__dataclass_fields__)[-2:] == ["audio_visual_embeds", "diversity_loss"]
+    assert list(AvLlmCausalLMOutputWithPast.__dataclass_fields__)[-1] == "media_embeds"
+    # every extra field is documented in the class docstring, as transformers documents its own
+    for cls, extra in ((FavorCausalLMOutputWithPast, fields[5:]), (AvLlmModelOutputWithPast, ["media_embeds"])):
+        for name in extra + ["cache", "logits" if "logits" in cls.__dataclass_fields__ else "last_hidden_state"]:
+            assert f"{name} (" in cls.__doc__, (cls.__name__, name)
+
+
+def test_importing_prints_nothing_and_warns_nothing():
+    # auto_docstring prints "[ERROR] ..." for an undocumented argument or an unknown configuration
+    code = "import warnings; warnings.simplefilter('error'); import transformers_av, transformers_av.assembly"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", done.stdout
+    assert "ERROR" not in done.stderr and "Warning" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "cls, documented",
+    [
+        (FavorModel, ["qformer_input_ids", "video_is_image", "input_features_mask", "audio_input_features", "modality_mask"]),
+        (FavorForConditionalGeneration, ["labels", "qformer_attention_mask", "audio_input_features_mask", "lm_loss"]),
+        (AvLlmModel, ["audio_segment_mask", "audio_is_longer", "video_frame_mask", "media_embeds"]),
+        (AvLlmForConditionalGeneration, ["labels", "pixel_values_videos", "audio_input_features", "media_embeds"]),
+    ],
+)
+def test_forward_docstrings_name_every_argument_and_output(cls, documented):
+    doc = cls.forward.__doc__
+    assert "Returns:" in doc and "tuple" in doc
+    for name in documented:
+        assert f"{name} (" in doc or f"**{name}**" in doc, name
+    assert "[`FavorConfig`]" in doc or "[`AvLlmConfig`]" in doc
+
+
+def test_both_families_share_the_feature_method_names():
+    for model_class in (FavorModel, AvLlmModel):
+        for name in ("get_visual_features", "get_audio_event_features", "get_media_features"):
+            assert callable(getattr(model_class, name)), (model_class.__name__, name)
+    for model_class in (FavorForConditionalGeneration, AvLlmForConditionalGeneration):
+        assert callable(model_class.get_media_features)
+    # the names of release 0.1 stay as aliases
+    assert FavorModel.get_visual_tokens and FavorModel.get_audio_visual_features and AvLlmModel.get_media_embeds
+    assert FavorForConditionalGeneration.get_audio_visual_features and AvLlmForConditionalGeneration.get_media_embeds
+
+
+@torch.no_grad()
+def test_aliases_return_what_the_new_names_return():
+    torch.manual_seed(0)
+    favor = FavorForConditionalGeneration(tiny_favor_config("video_salmonn", image_size=IMAGE)).eval()
+    frames = torch.randn(1, 2, 3, IMAGE, IMAGE)
+    assert torch.equal(favor.model.get_visual_tokens(frames), favor.model.get_visual_features(frames))
+    media = {"pixel_values_videos": frames, "input_features": torch.randn(1, 80, 3000)}
+    assert torch.equal(favor.get_audio_visual_features(**media).embeds, favor.get_media_features(**media).embeds)
+
+    av_llm = AvLlmForConditionalGeneration(tiny_av_llm_config()).eval()
+    media = {"pixel_values_videos": torch.randn(1, 4, 3, IMAGE, IMAGE), "audio_input_features": torch.randn(1, 2, 1, 201, 16)}
+    new, old = av_llm.get_media_features(**media), av_llm.get_media_embeds(**media)
+    assert torch.equal(new.embeds, old.embeds)
+    assert torch.equal(new.temporal_tokens, av_llm.model.get_visual_features(media["pixel_values_videos"]).temporal_tokens)
+    assert torch.equal(new.audio_tokens, av_llm.model.get_audio_event_features(media["audio_input_features"]))
+
+
+def test_no_split_modules_reach_every_tower():
+    with torch.device("meta"):
+        favor = FavorForConditionalGeneration(tiny_favor_config("video_salmonn", image_size=IMAGE))
+        av_llm = AvLlmForConditionalGeneration(tiny_av_llm_config())
+    # the LLM's, Whisper's and BEATs' come from the sub-models; InstructBLIP's and CLIP's from inside our parts
+    assert {"LlamaDecoderLayer", "WhisperEncoderLayer", "BeatsEncoderLayer", "InstructBlipEncoderLayer",
+            "InstructBlipQFormerLayer", "CausalQFormerLayer"} <= set(favor._no_split_modules)
+    assert {"LlamaDecoderLayer", "CLIPEncoderLayer", "ClapAudioStage"} <= set(av_llm._no_split_modules)
+    # and each names a module class the model really holds (what accelerate's device map looks for)
+    held = {type(m).__name__ for m in favor.modules()}
+    assert {"LlamaDecoderLayer", "WhisperEncoderLayer", "InstructBlipEncoderLayer", "CausalQFormerLayer"} <= held
+
+
+def test_model_code_reaches_assembly_without_the_assembly_layer():
+    for family in ("favor", "av_llm"):
+        reached = source_modules(f"transformers_av.models.{family}.modeling_{family}")
+        assert "transformers_av.assembly" not in reached
+        assert f"transformers_av.models.{family}.components_{family}" in reached  # travels with remote code too
+        assert "transformers_av.models.common.components_common" in reached
