@@ -202,3 +202,27 @@ def test_composite_model_attn_implementation_reaches_connector_and_beats(monkeyp
     assert calls.count - count == config.audio_config.encoder_layers
     torch.testing.assert_close(sdpa.embeds, eager.embeds, atol=ATOL, rtol=0)
     torch.testing.assert_close(sdpa_audio, eager_audio, atol=ATOL, rtol=0)
+
+
+def test_the_model_returns_the_connector_attention_maps():
+    # FavorModel.get_media_features(output_attentions=True) hands out exactly the maps its connector computes
+    torch.manual_seed(0)
+    model = FavorForConditionalGeneration(tiny_favor_config("video_salmonn", image_size=28)).eval()
+    inner = model.model
+    visual = torch.randn(2, 6, inner.config.num_query_tokens, inner.config.visual_feature_size)
+    audio = torch.randn(2, 6 * inner.config.audio_frames_per_frame, inner.config.joint_feature_size
+                        - inner.config.visual_feature_size)
+    with torch.no_grad():
+        media = inner.get_media_features(visual_tokens=visual, audio_tokens=audio, output_attentions=True)
+        direct = inner.connector(media.joint_tokens, media.frame_counts, output_attentions=True)
+        plain = inner.get_media_features(visual_tokens=visual, audio_tokens=audio)
+    assert plain.window_attentions is None and plain.query_attentions is None and plain.cross_attentions is None
+    # the maps come from the eager kernel, the plain call runs sdpa: same products, other summation order (see ATOL)
+    torch.testing.assert_close(media.embeds, plain.embeds, atol=ATOL, rtol=0)
+    for name in ("window_attentions", "query_attentions", "cross_attentions"):
+        ours, theirs = getattr(media, name), getattr(direct, name)
+        assert len(ours) == inner.config.connector_num_hidden_layers, name
+        for layer_ours, layer_theirs in zip(ours, theirs):
+            assert len(layer_ours) == len(inner.config.resolutions)
+            for a, b in zip(layer_ours, layer_theirs):
+                assert torch.equal(a, b), name

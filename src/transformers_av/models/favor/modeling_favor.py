@@ -214,6 +214,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         modality_mask: torch.Tensor | None = None,
         visual_tokens: torch.FloatTensor | None = None,
         audio_tokens: torch.FloatTensor | None = None,
+        output_attentions: bool = False,
     ) -> FavorAudioVisualOutput:
         """Encode the media of a batch and turn them into LLM-width tokens.
 
@@ -223,7 +224,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         Audio events: `audio_input_features` (B, F, 128) BEATs fbank with `audio_input_features_mask`.
         `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. Precomputed `visual_tokens`
         (B, T_v, N, Dv) may replace the pixels and projected `audio_tokens` (B, S, Da) the audio features (all their
-        frames count as content).
+        frames count as content). `output_attentions` also returns the causal Q-Former's attention maps.
         """
         config = self.config
         candidates = (pixel_values_videos, visual_tokens, input_features, audio_input_features, audio_tokens)
@@ -304,7 +305,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             visual_tokens.to(dtype), audio_tokens, video_counts, audio_counts, per_frame, modality_mask
         )  # (B, T, N, F)
         frame_counts = torch.maximum(video_counts, audio_counts)
-        connector_output = self.connector(joint, frame_counts)
+        connector_output = self.connector(joint, frame_counts, output_attentions=output_attentions)
         return FavorAudioVisualOutput(
             embeds=connector_output.embeds,
             token_counts=connector_output.token_counts,
@@ -314,6 +315,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             resolution_outputs=connector_output.resolution_outputs,
             diversity_loss=connector_output.diversity_loss,
             frame_counts=frame_counts,
+            window_attentions=connector_output.window_attentions,
+            query_attentions=connector_output.query_attentions,
+            cross_attentions=connector_output.cross_attentions,
         )
 
     def get_audio_visual_features(self, *args, **kwargs) -> FavorAudioVisualOutput:

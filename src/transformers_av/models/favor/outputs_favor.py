@@ -33,6 +33,10 @@ class FavorAudioVisualOutput(ModelOutput):
         Diversity loss of the connector's query outputs.
     frame_counts (`torch.LongTensor` of shape `(batch_size,)`):
         How many synchronised frames of each sample hold content.
+    window_attentions, query_attentions, cross_attentions (`tuple`, *optional*, with `output_attentions=True`):
+        The causal Q-Former's attention maps, per layer one map per resolution (see `ConnectorOutput` in
+        `connector.py` for their shapes): the frame-level block over the window features, the query self-attention
+        and the cross-attention from the queries to the window features.
     """
 
     embeds: torch.FloatTensor | None = None
@@ -43,6 +47,9 @@ class FavorAudioVisualOutput(ModelOutput):
     resolution_outputs: list | None = None
     diversity_loss: torch.FloatTensor | None = None
     frame_counts: torch.LongTensor | None = None
+    window_attentions: tuple | None = None
+    query_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
 
 
 @auto_docstring(custom_intro="Outputs of [`FavorModel`]: the LLM body's outputs and the audio-visual tokens it read.")
