@@ -33,10 +33,15 @@ class FavorAudioVisualOutput(ModelOutput):
         Diversity loss of the connector's query outputs.
     frame_counts (`torch.LongTensor` of shape `(batch_size,)`):
         How many synchronised frames of each sample hold content.
-    window_attentions, query_attentions, cross_attentions (`tuple`, *optional*, with `output_attentions=True`):
-        The causal Q-Former's attention maps, per layer one map per resolution (see `ConnectorOutput` in
-        `connector.py` for their shapes): the frame-level block over the window features, the query self-attention
-        and the cross-attention from the queries to the window features.
+    window_attentions (`tuple`, *optional*, returned with `output_attentions=True`):
+        The causal Q-Former's frame-level attention over the window features: per layer, one map per resolution of
+        shape `(batch_size * windows, heads, window_length, window_length)` (see `ConnectorOutput` in `connector.py`).
+    query_attentions (`tuple`, *optional*, returned with `output_attentions=True`):
+        The Q-Former's query self-attention: per layer, one map per resolution of shape
+        `(batch_size * windows, heads, queries, queries)`.
+    cross_attentions (`tuple`, *optional*, returned with `output_attentions=True`):
+        The Q-Former's cross-attention from the queries to the window features: per layer, one map per resolution of
+        shape `(batch_size * windows, heads, queries, window_length)`.
     """
 
     embeds: torch.FloatTensor | None = None
