@@ -12,6 +12,7 @@ from transformers_av.models.common.processing_common import (
     pad_token_rows,
     per_sample,
     prompt_token_ids,
+    vicuna_chat_template,
     with_answer,
 )
 from transformers_av.presets.tiny import tiny_processor
@@ -91,3 +92,16 @@ def test_padding(side):
     assert all(t.dtype == torch.long for t in batch.values())
     with pytest.raises(ValueError, match="padding_side must be 'left' or 'right', got 'middle'"):
         pad_token_rows([[1]], [[1]], 0, "middle")
+
+
+def test_vicuna_chat_template_renders_the_conversation_format():
+    from jinja2 import Environment
+
+    template = Environment().from_string(vicuna_chat_template("<M> "))
+    messages = [
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What beeps?"}]},
+        {"role": "assistant", "content": "The phone."},
+        {"role": "user", "content": "And then?"},
+    ]
+    assert template.render(messages=messages, add_generation_prompt=True) == (
+        "USER: <M> What beeps?\nASSISTANT: The phone.</s>USER: And then?\nASSISTANT:")

@@ -16,6 +16,7 @@ from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
 from ...media.video import load_video
 from ..common.processing_common import (
+    vicuna_chat_template,
     check_padding_side,
     describe,
     is_media_file,
@@ -32,24 +33,7 @@ if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transform
 
 DEFAULT_PROMPT_TEMPLATE = "USER: {media} {question}\nASSISTANT:"
 TEXT_ONLY_TEMPLATE = "USER: {question}\nASSISTANT:"
-DEFAULT_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'user' -%}"
-    "{%- set ns = namespace(media=false, text='') -%}"
-    "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}"
-    "{%- else -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] in ['video', 'audio', 'image'] -%}{%- set ns.media = true -%}"
-    "{%- elif item['type'] == 'text' -%}{%- set ns.text = ns.text + item['text'] -%}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ 'USER: ' }}{%- if ns.media -%}{{ '" + MEDIA_TOKEN + " ' }}{%- endif -%}{{ ns.text }}{{ '\n' }}"
-    "{%- if loop.last and add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
-    "{%- elif message['role'] == 'assistant' -%}"
-    "{{ 'ASSISTANT: ' }}{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}"
-    "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}{%- endfor -%}"
-    "{%- endif -%}{{ '</s>' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-)
+DEFAULT_CHAT_TEMPLATE = vicuna_chat_template(MEDIA_TOKEN + " ")
 
 
 class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):

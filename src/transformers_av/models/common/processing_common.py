@@ -2,6 +2,7 @@
 
 * `per_sample`: one entry per prompt, with the single-item shortcut for one prompt;
 * `naming_the_sample`: errors raised while loading a sample's media say which sample it was;
+* `vicuna_chat_template`: the chat template of the conversation format both families use;
 * `prompt_token_ids` / `with_answer` / `pad_token_rows`: a prompt tokenised around its placeholder (expanded to the
   number of media tokens the model will produce), the answer appended as the only labelled tokens, left or right
   padding.
@@ -123,6 +124,31 @@ def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: i
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def vicuna_chat_template(media_text: str) -> str:
+    """The Jinja chat template of the Vicuna conversation format every family prompts with: `USER: [media_text]
+    question\nASSISTANT:` (a user turn holding a video, audio or image item gets `media_text` first), assistant turns
+    `ASSISTANT: answer</s>`. `media_text` is the family's placeholder as it stands in a prompt, its trailing space
+    included."""
+    return (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{%- set ns = namespace(media=false, text='') -%}"
+    "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] in ['video', 'audio', 'image'] -%}{%- set ns.media = true -%}"
+    "{%- elif item['type'] == 'text' -%}{%- set ns.text = ns.text + item['text'] -%}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ 'USER: ' }}{%- if ns.media -%}{{ '" + media_text + "' }}{%- endif -%}{{ ns.text }}{{ '\n' }}"
+    "{%- if loop.last and add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ 'ASSISTANT: ' }}{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}{{ '</s>' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    )
+
+
 __all__ = [
     "check_padding_side",
     "describe",
@@ -132,5 +158,6 @@ __all__ = [
     "pad_token_rows",
     "per_sample",
     "prompt_token_ids",
+    "vicuna_chat_template",
     "with_answer",
 ]
