@@ -18,7 +18,6 @@ from transformers import (
     BertTokenizer,
     ClapAudioConfig,
     ClapFeatureExtractor,
-    CLIPImageProcessor,
     CLIPVisionConfig,
     WhisperFeatureExtractor,
 )
@@ -225,6 +224,9 @@ def tiny_av_llm_processor(config=None, **settings):
     with `<av_media>`, `<VIS>`, `<AUD>`, `<AUD_VIS>` as ids 512..515, CLIP pixels at the config's image size and a
     16-bin CLAP log-mel at the config's sampling rate over 2 s windows. Extra keyword arguments go to
     `AvLlmProcessor`."""
+    # resolved here, not at import: transformers warns about torchvision when the name is first resolved
+    from transformers import CLIPImageProcessor
+
     config = config if config is not None else tiny_av_llm_config()
     size = config.vision_config.image_size
     rate = config.audio_sampling_rate
