@@ -5,7 +5,6 @@ Every encoder output is compared with a direct call of the transformers CLAP aud
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -17,22 +16,14 @@ from transformers_av.models.av_llm.clap_segments import ClapSegmentEncoder
 from transformers_av.models.av_llm.token_counts import clap_flat_token_size, split_into_segments
 from transformers_av.presets.tiny import tiny_clap_audio_config
 
+from module_calls import batch_sizes_seen_by
+
 # Same tower, same inputs, same process: our encoder wrappers vs a direct call of the transformers tower. Mostly the
 # very same kernels on the same tensors (measured 0); where the batch differs (5 valid frames vs 2, a frame alone vs in
 # a batch) the fp32 matmul blocking changes the summation order: a few ulps of O(1) values (measured <= 3.6e-7 under
 # every setting of tools/check_portability.sh): 1e-6.
 ATOL = 1e-6
 
-
-@contextmanager
-def _batch_sizes_seen_by(module: torch.nn.Module):
-    """Yields a list that collects the leading (batch) size of every input `module` receives inside the block."""
-    sizes: list[int] = []
-    handle = module.register_forward_hook(lambda _module, args, _output: sizes.append(args[0].shape[0]))
-    try:
-        yield sizes
-    finally:
-        handle.remove()
 
 
 def _segment_features(num_segments: int = 4) -> torch.Tensor:
@@ -59,7 +50,7 @@ def test_clap_segments_match_direct_clap_call_per_segment():
     batch[~mask] = float("nan")
 
     with torch.no_grad():
-        with _batch_sizes_seen_by(encoder.audio_model.audio_encoder.patch_embed) as tower_batches:
+        with batch_sizes_seen_by(encoder.audio_model.audio_encoder.patch_embed) as tower_batches:
             tokens = encoder(batch, mask)
         assert tower_batches == [6]  # one call, valid segments only
         direct = [

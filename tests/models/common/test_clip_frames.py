@@ -5,7 +5,6 @@ Every encoder output is compared with a direct call of the transformers CLIP vis
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -15,6 +14,8 @@ from transformers import CLIPVisionModel
 from transformers_av.models.av_llm.token_counts import clip_num_patches
 from transformers_av.models.common.clip_frames import ClipFrameEncoder
 from transformers_av.presets.tiny import tiny_clip_vision_config
+
+from module_calls import batch_sizes_seen_by
 
 # Same tower, same inputs, same process: our encoder wrappers vs a direct call of the transformers tower. Mostly the
 # very same kernels on the same tensors (measured 0); where the batch differs (5 valid frames vs 2, a frame alone vs in
@@ -27,16 +28,6 @@ def _random_frames(batch_size: int, num_frames: int, size: int, seed: int = 0) -
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch_size, num_frames, 3, size, size, generator=generator)
 
-
-@contextmanager
-def _batch_sizes_seen_by(module: torch.nn.Module):
-    """Yields a list that collects the leading (batch) size of every input `module` receives inside the block."""
-    sizes: list[int] = []
-    handle = module.register_forward_hook(lambda _module, args, _output: sizes.append(args[0].shape[0]))
-    try:
-        yield sizes
-    finally:
-        handle.remove()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def test_clip_frames_match_direct_clip_call_and_skip_padding(clip_encoder):
     frames[~mask] = float("nan")  # padding frames must never reach the ViT nor the spatial mean
 
     with torch.no_grad():
-        with _batch_sizes_seen_by(clip_encoder.vision_model.embeddings) as vit_batches:
+        with batch_sizes_seen_by(clip_encoder.vision_model.embeddings) as vit_batches:
             out = clip_encoder(frames, mask)
         assert vit_batches == [5]  # one ViT call on the 5 valid frames
         direct = clip_encoder.vision_model(frames[mask]).last_hidden_state  # (5, 1 + P, D), batch-major valid frames
@@ -90,7 +81,7 @@ def test_clip_feature_layer_and_post_layernorm():
     penultimate = ClipFrameEncoder(config, feature_layer=-2, apply_post_layernorm=True).eval()
     frames = _random_frames(1, 2, 28, seed=2)
     with torch.no_grad():
-        with _batch_sizes_seen_by(penultimate.vision_model.encoder.layers[1]) as last_layer_calls:
+        with batch_sizes_seen_by(penultimate.vision_model.encoder.layers[1]) as last_layer_calls:
             out = penultimate(frames)
         direct = penultimate.vision_model(frames[0], output_hidden_states=True)
         expected = penultimate.vision_model.post_layernorm(direct.hidden_states[-2])  # (2, 1 + P, D)
