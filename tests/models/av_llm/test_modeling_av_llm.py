@@ -400,27 +400,39 @@ def test_placeholders_without_the_media_they_name_are_an_error(model):
     # an <AUD> prompt with 2 placeholders but only frames given: no media token is produced at all
     batch = hand_batch([(AUD, *FULL)])
     del batch["audio_input_features"], batch["audio_segment_mask"]
-    with pytest.raises(ValueError, match="AvLlmProcessor"):
+    with pytest.raises(ValueError, match=r"Samples \[0\].*AvLlmProcessor"):
         model(**batch)
-    with pytest.raises(ValueError, match="AvLlmProcessor"):
-        model(input_ids=batch["input_ids"])
 
 
-def test_inputs_embeds_with_media_is_an_error(model):
+@torch.no_grad()
+def test_without_media_placeholder_and_modality_tokens_are_text(model):
+    # as in transformers' VLMs: a call without media is a text-only call, whatever tokens the prompt holds
     batch = hand_batch([(AUD_VIS, *FULL)])
-    embeds = model.get_inputs_embeds(batch["input_ids"], **media_of(batch))
-    with pytest.raises(ValueError, match="inputs_embeds"):
-        model(inputs_embeds=embeds, pixel_values_videos=batch["pixel_values_videos"])
-    with pytest.raises(ValueError, match="inputs_embeds"):
-        model(inputs_embeds=embeds, audio_input_features=batch["audio_input_features"])
+    ids = batch["input_ids"]
+    assert bool((ids == MEDIA).any()) and bool((ids == AUD_VIS).any())
+    body = model.model.language_model(inputs_embeds=model.get_input_embeddings()(ids)).last_hidden_state
+    expected = model.lm_head(body)
+    expected[..., MEDIA] = torch.finfo(expected.dtype).min  # the placeholder is never predicted
+    torch.testing.assert_close(model(input_ids=ids).logits, expected, atol=0, rtol=0)
+
+
+@torch.no_grad()
+def test_inputs_embeds_with_media_match_input_ids(model):
+    # the placeholder and modality tokens are found by value in given embeddings (transformers' VLM convention)
+    batch = hand_batch([(AUD_VIS, *FULL), (VIS, [1, 1, 0, 0], [1, 0])])
+    media = media_of(batch)
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    from_embeds = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **media)
+    from_ids = model(**batch)
+    torch.testing.assert_close(from_embeds.logits, from_ids.logits, atol=0, rtol=0)
+    torch.testing.assert_close(from_embeds.media_embeds, from_ids.media_embeds, atol=0, rtol=0)
     with pytest.raises(ValueError, match="exactly one"):
         model(input_ids=batch["input_ids"], inputs_embeds=embeds)
     # the merged embeddings alone give the same logits as the ids with their media
-    with torch.no_grad():
-        torch.testing.assert_close(
-            model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits,
-            model(**batch).logits, atol=ATOL, rtol=0,
-        )
+    merged = model.get_inputs_embeds(batch["input_ids"], **media)
+    torch.testing.assert_close(
+        model(inputs_embeds=merged, attention_mask=batch["attention_mask"]).logits, from_ids.logits, atol=ATOL, rtol=0
+    )
 
 
 @torch.no_grad()

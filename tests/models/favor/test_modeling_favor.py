@@ -206,6 +206,33 @@ def test_modalities_video_only_audio_only_and_image():
     assert as_image.frame_counts.tolist() == [8]
 
 
+@torch.no_grad()
+def test_inputs_embeds_with_media_equal_input_ids_in_forward_and_generate():
+    # transformers' VLM convention: the placeholder rows of given embeddings are found by value and get the media
+    model = make_model()
+    batch, _ = collate(model, [sample_media(6, 3.0, 1), sample_media(3, 1.0, 2)], [PROMPT, ([1, 20], [21])])
+    input_ids = batch.pop("input_ids")
+    embeds = model.get_input_embeddings()(input_ids)
+    from_ids = model(input_ids=input_ids, **batch)
+    from_embeds = model(inputs_embeds=embeds, **batch)
+    torch.testing.assert_close(from_embeds.logits, from_ids.logits, atol=0, rtol=0)
+    torch.testing.assert_close(from_embeds.audio_visual_embeds, from_ids.audio_visual_embeds, atol=0, rtol=0)
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    generated_from_ids = model.generate(input_ids=input_ids, **batch, **kwargs)[:, input_ids.shape[1]:]
+    generated_from_embeds = model.generate(inputs_embeds=embeds, **batch, **kwargs)  # only the new tokens
+    assert generated_from_embeds.tolist() == generated_from_ids.tolist()
+
+
+def test_inputs_embeds_need_a_placeholder_row_in_the_vocabulary():
+    model = make_model()
+    vocab = model.get_input_embeddings().num_embeddings
+    model.config.audio_visual_token_id = vocab  # as a checkpoint whose vocabulary was never resized for it
+    batch, _ = collate(model, [sample_media(2, 1.0, 0)], [PROMPT])
+    embeds = model.get_input_embeddings()(batch.pop("input_ids").clamp(max=vocab - 1))
+    with pytest.raises(ValueError, match=rf"id {vocab}\) has no row in the input embeddings.*input_ids"):
+        model(inputs_embeds=embeds, **batch)
+
+
 def test_placeholder_count_mismatch_is_a_clear_error():
     model = make_model()
     batch, _ = collate(model, [sample_media(4, 2.0, 0)], [PROMPT])

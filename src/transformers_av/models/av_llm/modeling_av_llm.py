@@ -27,6 +27,7 @@ from ..common.modeling_common import (
     positions_after_left_padding,
     runs_absent_encoders,
     scatter_media_embeds,
+    token_mask,
 )
 from .clap_segments import ClapSegmentEncoder
 from ..common.clip_frames import ClipFrameEncoder, ClipFrameOutput
@@ -130,17 +131,20 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         return {"vision_encoder": self.vision_encoder, "audio_encoder": self.audio_encoder}
 
     # -- which modalities a sample asks for ----------------------------------------------------------------------------
-    def sample_modalities(self, input_ids: torch.LongTensor) -> tuple[torch.BoolTensor, torch.BoolTensor]:
-        """(B, L) prompt ids -> `(uses_visual, uses_audio)`, each (B,): `<VIS>` selects the frames, `<AUD>` the audio,
-        `<AUD_VIS>` both. A prompt without any modality token uses all the media it was given."""
-        ids = self.config.modality_token_ids
+    def sample_modalities(
+        self, input_ids: torch.LongTensor | None = None, inputs_embeds: torch.FloatTensor | None = None
+    ) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+        """(B, L) prompt ids (or given embeddings, where the modality tokens are found by value) -> `(uses_visual,
+        uses_audio)`, each (B,): `<VIS>` selects the frames, `<AUD>` the audio, `<AUD_VIS>` both. A prompt without any
+        modality token uses all the media it was given."""
+        ids, embedding = self.config.modality_token_ids, self.get_input_embeddings()
 
         def holds(*names):
-            found = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            found = None
             for name in names:
-                if ids[name] is not None:
-                    found |= (input_ids == ids[name]).any(dim=1)
-            return found
+                mask = token_mask(ids[name], input_ids, inputs_embeds, embedding, f"The modality token of {name!r}")
+                found = mask if found is None else found | mask
+            return found.any(dim=1)
 
         visual, audio = holds("visual", "audio_visual"), holds("audio", "audio_visual")
         unmarked = ~(visual | audio)
@@ -236,24 +240,33 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         """Alias of [`~AvLlmModel.get_media_features`] (its name in release 0.1)."""
         return self.get_media_features(*args, **kwargs)
 
-    def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, AvLlmMediaOutput | None]:
-        """Token embeddings of the prompt with the media tokens at the placeholder positions. Returns
-        `(inputs_embeds, media_output_or_None)`."""
-        inputs_embeds = embed_tokens_without_placeholder(self.get_input_embeddings(), input_ids, self.config.media_token_id)
-        uses_visual, uses_audio = self.sample_modalities(input_ids)
-        output = self.get_media_features(**media, uses_visual=uses_visual, uses_audio=uses_audio)
-        if output is not None:
-            inputs_embeds = scatter_media_embeds(
-                input_ids, inputs_embeds, self.config.media_token_id, output.embeds, output.token_counts,
-                "AvLlmProcessor", "config.media_token_id",
-            )
-        elif self.config.media_token_id is not None and bool((input_ids == self.config.media_token_id).any()):
-            rows = (input_ids == self.config.media_token_id).any(dim=1).nonzero()[:, 0].tolist()
-            raise ValueError(
-                f"Samples {rows} hold media placeholder tokens but none of the media their modality tokens name were "
-                "given (pixel_values_videos for <VIS>, audio_input_features for <AUD>, both for <AUD_VIS>). Build the "
-                "inputs with AvLlmProcessor."
-            )
+    def embed_prompt(
+        self, input_ids: torch.LongTensor | None = None, inputs_embeds: torch.FloatTensor | None = None, **media
+    ) -> tuple[torch.FloatTensor, AvLlmMediaOutput | None]:
+        """Token embeddings of the prompt (`input_ids`, or given `inputs_embeds` in which the placeholder and modality
+        tokens are found by value) with the media tokens at the placeholder positions. Without media, placeholder and
+        modality tokens are ordinary text tokens. Returns `(inputs_embeds, media_output_or_None)`."""
+        media_token_id, embedding = self.config.media_token_id, self.get_input_embeddings()
+        if inputs_embeds is None:
+            inputs_embeds = embed_tokens_without_placeholder(embedding, input_ids, media_token_id)
+        output = None
+        if media.get("pixel_values_videos") is not None or media.get("audio_input_features") is not None:
+            if media_token_id is None:
+                raise ValueError("config.media_token_id is not set: the model cannot find where the media go.")
+            uses_visual, uses_audio = self.sample_modalities(input_ids, inputs_embeds)
+            output = self.get_media_features(**media, uses_visual=uses_visual, uses_audio=uses_audio)
+            placeholder = token_mask(media_token_id, input_ids, inputs_embeds, embedding, "The media placeholder")
+            if output is not None:
+                inputs_embeds = scatter_media_embeds(
+                    placeholder, inputs_embeds, output.embeds, output.token_counts, "AvLlmProcessor"
+                )
+            elif bool(placeholder.any()):
+                rows = placeholder.any(dim=1).nonzero()[:, 0].tolist()
+                raise ValueError(
+                    f"Samples {rows} hold media placeholder tokens but none of the media their modality tokens name "
+                    "were given (pixel_values_videos for <VIS>, audio_input_features for <AUD>, both for <AUD_VIS>). "
+                    "Build the inputs with AvLlmProcessor."
+                )
         if runs_absent_encoders(self.config.run_absent_encoders, self.training):
             anchor = self._absent_modules_anchor(output)
             if anchor is not None:
@@ -306,11 +319,7 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             "audio_segment_mask": audio_segment_mask,
             "audio_is_longer": audio_is_longer,
         }
-        output = None
-        if inputs_embeds is None:
-            inputs_embeds, output = self.embed_prompt(input_ids, **media)
-        elif pixel_values_videos is not None or audio_input_features is not None:
-            raise ValueError("Media inputs need input_ids with the media placeholder tokens, not inputs_embeds.")
+        inputs_embeds, output = self.embed_prompt(input_ids, inputs_embeds, **media)
 
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])

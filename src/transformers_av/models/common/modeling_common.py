@@ -1,7 +1,8 @@
 """What every audio-visual LLM of the package does the same way, whatever its encoders and connector.
 
 * frozen pretrained encoders: no gradient, no dropout / batch-norm updates ([`FrozenEncodersMixin`]);
-* LLM-width media tokens written over the expanded placeholder of the prompt ([`scatter_media_embeds`]) and the
+* LLM-width media tokens written over the expanded placeholder of the prompt, found in `input_ids` or in given
+  `inputs_embeds` ([`token_mask`], [`scatter_media_embeds`]), and the
   placeholder never predicted ([`mask_placeholder_logits`]);
 * positions that ignore left padding ([`positions_after_left_padding`]);
 * media inputs consumed at prefill only ([`drop_media_after_prefill`]);
@@ -82,30 +83,47 @@ def runs_absent_encoders(mode: str, training: bool) -> bool:
     return distributed and torch.distributed.get_world_size() > 1
 
 
+def token_mask(
+    token_id: int | None,
+    input_ids: torch.LongTensor | None,
+    inputs_embeds: torch.FloatTensor | None,
+    embedding: nn.Module,
+    name: str = "the placeholder",
+) -> torch.BoolTensor:
+    """(B, L) where the prompt holds `token_id`: read from `input_ids` when given, else found in `inputs_embeds` as the
+    rows equal to that token's embedding (how transformers' VLMs locate their media tokens in given embeddings)."""
+    if input_ids is not None:
+        return input_ids == token_id if token_id is not None else torch.zeros_like(input_ids, dtype=torch.bool)
+    if token_id is None:
+        return torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
+    if token_id >= embedding.num_embeddings:
+        raise ValueError(
+            f"{name} (id {token_id}) has no row in the input embeddings ({embedding.num_embeddings} rows), so it cannot "
+            "be found in `inputs_embeds`: pass `input_ids`, or resize the token embeddings to include it."
+        )
+    row = embedding(torch.tensor(token_id, device=embedding.weight.device)).to(inputs_embeds.device, inputs_embeds.dtype)
+    return (inputs_embeds == row).all(-1)
+
+
 def scatter_media_embeds(
-    input_ids: torch.LongTensor,
+    placeholder: torch.BoolTensor,
     inputs_embeds: torch.FloatTensor,
-    placeholder_id: int | None,
     embeds: torch.FloatTensor,
     token_counts: torch.LongTensor,
     processor_name: str,
-    placeholder_name: str = "the placeholder token id",
 ) -> torch.FloatTensor:
-    """Write each sample's first `token_counts[b]` rows of `embeds` (B, C_max, D) over its placeholder tokens.
+    """Write each sample's first `token_counts[b]` rows of `embeds` (B, C_max, D) over its placeholder positions
+    (`placeholder` (B, L), see [`token_mask`]).
 
     The processor expands the placeholder with the same counting function the connector uses, so the numbers must
-    agree; a mismatch (hand-built inputs, another processor's output) is an error that names both counts.
-    `placeholder_name` names the config field of the id (for the error when it is not set)."""
-    if placeholder_id is None:
-        raise ValueError(f"{placeholder_name} is not set: the model cannot find where the media go.")
-    placeholder = input_ids == placeholder_id  # (B, L)
+    agree; a mismatch (hand-built inputs, another processor's output) is an error that names both counts."""
     found = placeholder.sum(1)
     expected = token_counts.to(found.device)
     if not torch.equal(found, expected):
         raise ValueError(
-            f"The prompt holds {found.tolist()} media placeholder tokens (id {placeholder_id}) per sample but the "
-            f"media produce {expected.tolist()} tokens. Build the inputs with {processor_name}, which expands the "
-            "placeholder with the same token count as the model."
+            f"The prompt holds {found.tolist()} media placeholder tokens per sample but the media produce "
+            f"{expected.tolist()} tokens. Build the inputs with {processor_name}, which expands the placeholder with "
+            "the same token count as the model."
         )
     keep = torch.arange(embeds.shape[1], device=embeds.device)[None, :] < expected.to(embeds.device)[:, None]
     values = embeds[keep].to(inputs_embeds.dtype)  # (sum of counts, D), sample by sample
@@ -115,10 +133,12 @@ def scatter_media_embeds(
 def embed_tokens_without_placeholder(
     embedding: nn.Module, input_ids: torch.LongTensor, placeholder_id: int | None
 ) -> torch.FloatTensor:
-    """Token embeddings of `input_ids`; the placeholder id may lie outside the trained rows, so it is never looked
-    up (its rows are overwritten by the media tokens anyway)."""
-    safe_ids = input_ids if placeholder_id is None else input_ids.masked_fill(input_ids == placeholder_id, 0)
-    return embedding(safe_ids)
+    """Token embeddings of `input_ids`. A placeholder id beyond the embedding rows (a checkpoint whose vocabulary was
+    not resized for it) is never looked up: its rows are overwritten by the media tokens anyway. Inside the
+    vocabulary it is embedded like any token, so `input_ids` and `embedding(input_ids)` give the same model inputs."""
+    if placeholder_id is None or placeholder_id < embedding.num_embeddings:
+        return embedding(input_ids)
+    return embedding(input_ids.masked_fill(input_ids == placeholder_id, 0))
 
 
 def mask_placeholder_logits(logits: torch.FloatTensor, placeholder_id: int | None) -> torch.FloatTensor:
@@ -156,4 +176,5 @@ __all__ = [
     "positions_after_left_padding",
     "runs_absent_encoders",
     "scatter_media_embeds",
+    "token_mask",
 ]

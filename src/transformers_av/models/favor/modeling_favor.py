@@ -22,6 +22,7 @@ from ..common.modeling_common import (
     positions_after_left_padding,
     runs_absent_encoders,
     scatter_media_embeds,
+    token_mask,
 )
 from .components_favor import assemble_from_components
 from .connector import FavorConnector
@@ -324,23 +325,29 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         """Alias of [`~FavorModel.get_media_features`] (its name in release 0.1)."""
         return self.get_media_features(*args, **kwargs)
 
-    def merge_audio_visual_embeds(self, input_ids, inputs_embeds, audio_visual: FavorAudioVisualOutput):
-        """Put each sample's audio-visual tokens at its placeholder positions."""
+    def merge_audio_visual_embeds(self, placeholder, inputs_embeds, audio_visual: FavorAudioVisualOutput):
+        """Put each sample's audio-visual tokens at its placeholder positions (`placeholder` (B, L) bool)."""
         return scatter_media_embeds(
-            input_ids, inputs_embeds, self.config.audio_visual_token_id, audio_visual.embeds, audio_visual.token_counts,
-            "FavorProcessor", "config.audio_visual_token_id",
+            placeholder, inputs_embeds, audio_visual.embeds, audio_visual.token_counts, "FavorProcessor"
         )
 
-    def embed_prompt(self, input_ids: torch.LongTensor, **media) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:
-        """Token embeddings of the prompt with the audio-visual tokens at the placeholder positions (if media are
-        given). Returns `(inputs_embeds, audio_visual_output_or_None)`."""
-        inputs_embeds = embed_tokens_without_placeholder(
-            self.get_input_embeddings(), input_ids, self.config.audio_visual_token_id
-        )
+    def embed_prompt(
+        self, input_ids: torch.LongTensor | None = None, inputs_embeds: torch.FloatTensor | None = None, **media
+    ) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:
+        """Token embeddings of the prompt (`input_ids`, or given `inputs_embeds` in which the placeholder rows are
+        found by value) with the audio-visual tokens at the placeholder positions, if media are given. Returns
+        `(inputs_embeds, audio_visual_output_or_None)`."""
+        placeholder_id = self.config.audio_visual_token_id
+        embedding = self.get_input_embeddings()
+        if inputs_embeds is None:
+            inputs_embeds = embed_tokens_without_placeholder(embedding, input_ids, placeholder_id)
         audio_visual = None
         if any(media.get(name) is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
+            if placeholder_id is None:
+                raise ValueError("config.audio_visual_token_id is not set: the model cannot find where the media go.")
+            placeholder = token_mask(placeholder_id, input_ids, inputs_embeds, embedding, "The audio-visual placeholder")
             audio_visual = self.get_media_features(**media)
-            inputs_embeds = self.merge_audio_visual_embeds(input_ids, inputs_embeds, audio_visual)
+            inputs_embeds = self.merge_audio_visual_embeds(placeholder, inputs_embeds, audio_visual)
         if self._runs_absent_encoders():
             anchor = self._absent_modules_anchor(media, connector_ran=audio_visual is not None)
             if anchor is not None:
@@ -422,11 +429,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             "audio_input_features_mask": audio_input_features_mask,
             "modality_mask": modality_mask,
         }
-        audio_visual = None
-        if inputs_embeds is None:
-            inputs_embeds, audio_visual = self.embed_prompt(input_ids, **media)
-        elif any(media[name] is not None for name in ("pixel_values_videos", "input_features", "audio_input_features")):
-            raise ValueError("Media inputs need input_ids with the audio-visual placeholder tokens, not inputs_embeds.")
+        inputs_embeds, audio_visual = self.embed_prompt(input_ids, inputs_embeds, **media)
 
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
