@@ -7,9 +7,11 @@ import sys
 
 import pytest
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import MultimodalBaseModelOutputWithPast, MultimodalCausalLMOutputWithPast
 
-from transformers_av import AvLlmForConditionalGeneration, AvLlmModel, FavorForConditionalGeneration, FavorModel
+from transformers_av import (
+    AvLlmConfig, AvLlmForConditionalGeneration, AvLlmModel, FavorConfig, FavorForConditionalGeneration, FavorModel,
+)
 from transformers_av.models.av_llm.modeling_av_llm import AvLlmCausalLMOutputWithPast, AvLlmModelOutputWithPast
 from transformers_av.models.common.remote_code import source_modules
 from transformers_av.models.favor.modeling_favor import FavorCausalLMOutputWithPast, FavorModelOutputWithPast
@@ -20,18 +22,23 @@ IMAGE = 28
 
 def test_output_classes_extend_transformers_outputs_and_keep_their_fields():
     for model_output in (FavorModelOutputWithPast, AvLlmModelOutputWithPast):
-        assert issubclass(model_output, BaseModelOutputWithPast)
+        assert issubclass(model_output, MultimodalBaseModelOutputWithPast)
     for lm_output in (FavorCausalLMOutputWithPast, AvLlmCausalLMOutputWithPast):
-        assert issubclass(lm_output, CausalLMOutputWithPast)
+        assert issubclass(lm_output, MultimodalCausalLMOutputWithPast)
+    encoders = ["image_outputs", "video_outputs", "audio_outputs"]
     fields = list(FavorCausalLMOutputWithPast.__dataclass_fields__)
-    assert fields[:5] == ["loss", "logits", "cache", "hidden_states", "attentions"]
-    assert fields[5:] == ["lm_loss", "diversity_loss", "audio_visual_embeds"]
+    assert fields[:8] == ["loss", "logits", "cache", "hidden_states", "attentions", *encoders]
+    assert fields[8:] == ["lm_loss", "diversity_loss", "audio_visual_embeds"]
     assert list(FavorModelOutputWithPast.__dataclass_fields__)[-2:] == ["audio_visual_embeds", "diversity_loss"]
     assert list(AvLlmCausalLMOutputWithPast.__dataclass_fields__)[-1] == "media_embeds"
     # every extra field is documented in the class docstring, as transformers documents its own
-    for cls, extra in ((FavorCausalLMOutputWithPast, fields[5:]), (AvLlmModelOutputWithPast, ["media_embeds"])):
-        for name in extra + ["cache", "logits" if "logits" in cls.__dataclass_fields__ else "last_hidden_state"]:
+    for cls, extra in ((FavorCausalLMOutputWithPast, fields[8:]), (AvLlmModelOutputWithPast, ["media_embeds"])):
+        for name in extra + ["image_outputs", "cache", "logits" if "logits" in cls.__dataclass_fields__ else "last_hidden_state"]:
             assert f"{name} (" in cls.__doc__, (cls.__name__, name)
+    # Trainer hands compute_metrics what is not ignored at inference: the logits alone
+    for config_class, cls in ((FavorConfig, FavorCausalLMOutputWithPast), (AvLlmConfig, AvLlmCausalLMOutputWithPast)):
+        kept = [f for f in cls.__dataclass_fields__ if f not in config_class.keys_to_ignore_at_inference]
+        assert kept == ["loss", "logits", "hidden_states", "attentions"], kept
 
 
 def test_importing_prints_nothing_and_warns_nothing():

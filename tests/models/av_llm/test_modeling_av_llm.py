@@ -441,8 +441,30 @@ def test_return_dict_false_gives_the_output_fields_as_a_tuple(model):
     labels = batch["input_ids"].masked_fill(batch["input_ids"] == MEDIA, -100)
     out = model(**batch, labels=labels)
     as_tuple = model(**batch, labels=labels, return_dict=False)
-    assert isinstance(as_tuple, tuple) and len(as_tuple) == 4  # loss, logits, cache, media_embeds
+    # loss, logits, cache, the CLIP and CLAP towers' outputs (as tuples), media_embeds
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 6
     assert torch.equal(as_tuple[0], out.loss) and torch.equal(as_tuple[1], out.logits)
-    assert torch.equal(as_tuple[3], out.media_embeds)
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple[3], out.image_outputs.to_tuple()))
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple[4], out.audio_outputs.to_tuple()))
+    assert torch.equal(as_tuple[5], out.media_embeds)
     inner = model.model(**batch, return_dict=False)
     assert isinstance(inner, tuple) and torch.equal(inner[0], model.model(**batch).last_hidden_state)
+
+
+@torch.no_grad()
+def test_clip_tower_outputs_are_returned_and_agree_with_the_short_path(model):
+    # asked for per-layer outputs, the whole CLIP tower runs; the hidden state the tokens are read from is unchanged
+    model.set_attn_implementation("eager")
+    batch = hand_batch([(AUD_VIS, *FULL), (VIS, [1, 1, 0, 0], [1, 0])])
+    out = model(**batch, output_hidden_states=True, output_attentions=True)
+    plain = model(**batch)
+    torch.testing.assert_close(out.logits, plain.logits, atol=ATOL, rtol=0)
+    tower = out.image_outputs
+    layers = model.config.vision_config.num_hidden_layers
+    assert len(tower.hidden_states) == layers + 1 and len(tower.attentions) == layers
+    assert tower.last_hidden_state.shape[0] == 6  # 4 + 2 real frames
+    torch.testing.assert_close(tower.hidden_states[model.config.vision_feature_layer], tower.last_hidden_state, atol=ATOL, rtol=0)
+    torch.testing.assert_close(plain.image_outputs.last_hidden_state, tower.last_hidden_state, atol=ATOL, rtol=0)
+    assert plain.image_outputs.hidden_states is None
+    assert out.image_outputs.pooler_output.shape[:2] == (2, T)
+    assert out.audio_outputs.pooler_output.shape[:2] == (2, K)

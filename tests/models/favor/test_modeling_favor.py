@@ -269,14 +269,45 @@ def test_return_dict_false_gives_the_output_fields_as_a_tuple():
     out = model(**batch, labels=labels)
     as_tuple = model(**batch, labels=labels, return_dict=False)
     assert isinstance(as_tuple, tuple)
-    # transformers' order first (loss, logits, cache), then FAVOR's own fields (lm_loss, diversity_loss, tokens)
-    expected = [out.loss, out.logits, out.cache, out.lm_loss, out.diversity_loss, out.audio_visual_embeds]
+    # transformers' multimodal order first (loss, logits, cache, encoder outputs as tuples), then FAVOR's own fields
+    expected = [
+        out.loss, out.logits, out.cache, out.image_outputs.to_tuple(), out.audio_outputs.to_tuple(),
+        out.lm_loss, out.diversity_loss, out.audio_visual_embeds,
+    ]
     assert len(as_tuple) == len(expected)
     for got, want in zip(as_tuple, expected):
         if isinstance(want, torch.Tensor):
             assert torch.equal(got, want)
+        elif isinstance(want, tuple):
+            assert len(got) == len(want) and all(torch.equal(g, w) for g, w in zip(got, want))
     inner = model.model(**batch, return_dict=False)
     assert isinstance(inner, tuple) and torch.equal(inner[0], model.model(**batch).last_hidden_state)
     # config.return_dict=False too (the inner call still hands the head a dataclass)
     model.config.return_dict = False
     assert isinstance(model(**batch), tuple)
+
+
+@torch.no_grad()
+def test_image_and_audio_encoder_outputs_are_returned():
+    # transformers' multimodal outputs: the vision tower's per-layer outputs when asked for, the tokens as pooler_output
+    model = make_model()
+    model.set_attn_implementation("eager")  # attention maps need the eager path
+    batch, _ = collate(model, [sample_media(3, 1.0, 1), sample_media(2, 1.0, 2)], [PROMPT, PROMPT])
+    out = model(**batch, output_hidden_states=True, output_attentions=True)
+    media = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+    visual = model.model.get_visual_features(batch["pixel_values_videos"], batch["video_frame_mask"])
+    torch.testing.assert_close(out.image_outputs.pooler_output, visual, atol=0, rtol=0)
+    layers = model.config.vision_config.num_hidden_layers
+    real_frames = int(batch["video_frame_mask"].sum())
+    assert len(out.image_outputs.hidden_states) == layers + 1 and len(out.image_outputs.attentions) == layers
+    assert out.image_outputs.hidden_states[-1].shape[0] == real_frames
+    assert out.image_outputs.attentions[0].shape[:2] == (real_frames, model.config.vision_config.num_attention_heads)
+    speech = model.model.get_speech_features(batch["input_features"])
+    torch.testing.assert_close(out.audio_outputs.last_hidden_state, speech, atol=0, rtol=0)
+    assert out.audio_outputs.pooler_output.shape[:2] == (2, speech.shape[1])
+    # without the flags: no per-layer outputs, same logits
+    plain = model(**batch)
+    assert plain.image_outputs.hidden_states is None and plain.image_outputs.attentions is None
+    torch.testing.assert_close(plain.logits, out.logits, atol=0, rtol=0)
+    assert model(input_ids=batch["input_ids"]).image_outputs is None  # text only
+    assert model.model.get_media_features(**media).image_outputs.pooler_output.shape == visual.shape

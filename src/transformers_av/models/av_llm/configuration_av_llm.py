@@ -51,6 +51,10 @@ class AvLlmConfig(PreTrainedConfig):
     """
 
     model_type = "av_llm"
+    # what `Trainer` leaves out of the predictions it hands `compute_metrics`: the logits stay alone
+    keys_to_ignore_at_inference = [
+        "cache", "past_key_values", "image_outputs", "video_outputs", "audio_outputs", "media_embeds",
+    ]
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
         "vision_config": SubConfigSpec(config_class=CLIPVisionConfig, init_kwargs=CLIP_VIT_L_14),

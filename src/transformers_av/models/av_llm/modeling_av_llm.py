@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
@@ -152,13 +153,14 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
 
     # -- encoders ------------------------------------------------------------------------------------------------------
     def get_visual_features(
-        self, pixel_values_videos: torch.FloatTensor, video_frame_mask: torch.Tensor | None = None
+        self, pixel_values_videos: torch.FloatTensor, video_frame_mask: torch.Tensor | None = None, **kwargs
     ) -> ClipFrameOutput:
         """(B, T, 3, H, W) frames -> [`ClipFrameOutput`]: the temporal tokens (B, T, Dv), one [CLS] token per frame
         (zeros at padding frames, which `video_frame_mask` (B, T) marks and which are not encoded), and the spatial
-        tokens (B, P, Dv), each patch averaged over the sample's frames."""
+        tokens (B, P, Dv), each patch averaged over the sample's frames; the tower's own outputs (`tower_outputs`, with
+        every layer's when `output_hidden_states` / `output_attentions` ask for them)."""
         with self._grad_context(self.vision_encoder):
-            return self.vision_encoder(pixel_values_videos, video_frame_mask)
+            return self.vision_encoder(pixel_values_videos, video_frame_mask, **kwargs)
 
     def get_audio_event_features(
         self,
@@ -182,6 +184,8 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         audio_is_longer: torch.Tensor | None = None,
         uses_visual: torch.Tensor | None = None,
         uses_audio: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> AvLlmMediaOutput | None:
         """Encode the modalities each sample uses and project them to the LLM width.
 
@@ -189,6 +193,7 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         (B, K, C, time, mel) CLAP features per segment with `audio_segment_mask` (B, K) and, for fused towers,
         `audio_is_longer` (B, K). `uses_visual` / `uses_audio` (B,) switch a modality off per sample (default: on);
         an encoder none of whose inputs is used does not run at all. Returns `None` when nothing is used.
+        `output_attentions` / `output_hidden_states` return the CLIP tower's per-layer outputs in `image_outputs`.
         """
         reference = pixel_values_videos if pixel_values_videos is not None else audio_input_features
         if reference is None:
@@ -198,15 +203,23 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         uses_visual = every if uses_visual is None else uses_visual.to(device=device, dtype=torch.bool)
         uses_audio = every if uses_audio is None else uses_audio.to(device=device, dtype=torch.bool)
 
-        temporal = spatial = frame_mask = None
+        temporal = spatial = frame_mask = image_outputs = None
         if pixel_values_videos is not None:
             frame_mask = video_frame_mask
             if frame_mask is None:
                 frame_mask = torch.ones(pixel_values_videos.shape[:2], dtype=torch.bool, device=device)
             frame_mask = frame_mask.to(device=device, dtype=torch.bool) & uses_visual[:, None]  # (B, T)
             if bool(frame_mask.any()):
-                frames = self.get_visual_features(pixel_values_videos, frame_mask)
+                flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+                frames = self.get_visual_features(pixel_values_videos, frame_mask, **{k: v for k, v in flags.items() if v})
                 temporal, spatial = frames.temporal_tokens, frames.spatial_tokens  # (B, T, Dv), (B, P, Dv)
+                tower = frames.tower_outputs
+                image_outputs = BaseModelOutputWithPooling(
+                    last_hidden_state=tower.last_hidden_state,
+                    pooler_output=temporal,
+                    hidden_states=tower.hidden_states,
+                    attentions=tower.attentions,
+                )
 
         audio = segment_mask = None
         if audio_input_features is not None:
@@ -234,6 +247,8 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             audio_tokens=audio,
             uses_visual=None if frame_mask is None else frame_mask.any(dim=1),
             uses_audio=None if segment_mask is None else segment_mask.any(dim=1),
+            image_outputs=image_outputs,
+            audio_outputs=None if audio is None else BaseModelOutputWithPooling(pooler_output=audio),
         )
 
     def get_media_embeds(self, *args, **kwargs) -> AvLlmMediaOutput | None:
@@ -241,7 +256,13 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         return self.get_media_features(*args, **kwargs)
 
     def embed_prompt(
-        self, input_ids: torch.LongTensor | None = None, inputs_embeds: torch.FloatTensor | None = None, **media
+        self,
+        input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        *,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **media,
     ) -> tuple[torch.FloatTensor, AvLlmMediaOutput | None]:
         """Token embeddings of the prompt (`input_ids`, or given `inputs_embeds` in which the placeholder and modality
         tokens are found by value) with the media tokens at the placeholder positions. Without media, placeholder and
@@ -254,7 +275,10 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             if media_token_id is None:
                 raise ValueError("config.media_token_id is not set: the model cannot find where the media go.")
             uses_visual, uses_audio = self.sample_modalities(input_ids, inputs_embeds)
-            output = self.get_media_features(**media, uses_visual=uses_visual, uses_audio=uses_audio)
+            output = self.get_media_features(
+                **media, uses_visual=uses_visual, uses_audio=uses_audio,
+                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            )
             placeholder = token_mask(media_token_id, input_ids, inputs_embeds, embedding, "The media placeholder")
             if output is not None:
                 inputs_embeds = scatter_media_embeds(
@@ -319,7 +343,13 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             "audio_segment_mask": audio_segment_mask,
             "audio_is_longer": audio_is_longer,
         }
-        inputs_embeds, output = self.embed_prompt(input_ids, inputs_embeds, **media)
+        inputs_embeds, output = self.embed_prompt(
+            input_ids,
+            inputs_embeds,
+            output_attentions=bool(kwargs.get("output_attentions", self.config.output_attentions)),
+            output_hidden_states=bool(kwargs.get("output_hidden_states", self.config.output_hidden_states)),
+            **media,
+        )
 
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
@@ -337,6 +367,8 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            image_outputs=None if output is None else output.image_outputs,
+            audio_outputs=None if output is None else output.audio_outputs,
             media_embeds=None if output is None else output.embeds,
         )
 
@@ -445,6 +477,8 @@ class AvLlmForConditionalGeneration(AvLlmPreTrainedModel, GenerationMixin):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            image_outputs=outputs.image_outputs,
+            audio_outputs=outputs.audio_outputs,
             media_embeds=outputs.media_embeds,
         )
 

@@ -4,7 +4,12 @@ path ([`AvLlmModel.get_media_features`])."""
 from dataclasses import dataclass
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, ModelOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    ModelOutput,
+    MultimodalBaseModelOutputWithPast,
+    MultimodalCausalLMOutputWithPast,
+)
 from transformers.utils import auto_docstring
 from transformers.utils.auto_docstring import HARDCODED_CONFIG_FOR_MODELS
 
@@ -32,6 +37,12 @@ class AvLlmMediaOutput(ModelOutput):
         Which samples used their frames.
     uses_audio (`torch.BoolTensor` of shape `(batch_size,)`, *optional*):
         Which samples used their audio.
+    image_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The CLIP tower on the encoded frames (frames are images to it): `pooler_output` is `temporal_tokens`,
+        `last_hidden_state` the hidden state the tokens are read from `(num_encoded_frames, 1 + num_patches,
+        vision_hidden_size)`, `hidden_states` / `attentions` every layer's when asked for.
+    audio_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The CLAP tower on the encoded segments: `pooler_output` is `audio_tokens`.
     """
 
     embeds: torch.FloatTensor | None = None
@@ -41,12 +52,18 @@ class AvLlmMediaOutput(ModelOutput):
     audio_tokens: torch.FloatTensor | None = None
     uses_visual: torch.BoolTensor | None = None
     uses_audio: torch.BoolTensor | None = None
+    image_outputs: BaseModelOutputWithPooling | None = None
+    audio_outputs: BaseModelOutputWithPooling | None = None
 
 
 @auto_docstring(custom_intro="Outputs of [`AvLlmModel`]: the LLM body's outputs and the media tokens it read.")
 @dataclass
-class AvLlmModelOutputWithPast(BaseModelOutputWithPast):
+class AvLlmModelOutputWithPast(MultimodalBaseModelOutputWithPast):
     r"""
+    image_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The CLIP tower on the frames, see [`AvLlmMediaOutput`] (`None` when the call encoded no frames).
+    audio_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The CLAP tower on the audio segments, see [`AvLlmMediaOutput`] (`None` when the call encoded no audio).
     media_embeds (`torch.FloatTensor` of shape `(batch_size, max_num_tokens, hidden_size)`, *optional*):
         The LLM-width media tokens written over the placeholder (`None` when the call used no media).
     """
@@ -56,8 +73,12 @@ class AvLlmModelOutputWithPast(BaseModelOutputWithPast):
 
 @auto_docstring(custom_intro="Outputs of [`AvLlmForConditionalGeneration`].")
 @dataclass
-class AvLlmCausalLMOutputWithPast(CausalLMOutputWithPast):
+class AvLlmCausalLMOutputWithPast(MultimodalCausalLMOutputWithPast):
     r"""
+    image_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The CLIP tower on the frames, see [`AvLlmMediaOutput`] (`None` when the call encoded no frames).
+    audio_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The CLAP tower on the audio segments, see [`AvLlmMediaOutput`] (`None` when the call encoded no audio).
     media_embeds (`torch.FloatTensor` of shape `(batch_size, max_num_tokens, hidden_size)`, *optional*):
         The LLM-width media tokens written over the placeholder (`None` when the call used no media).
     """

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
 from .patch_grid import clip_num_patches
@@ -48,12 +49,18 @@ class ClipFrameOutput(ModelOutput):
         *optional*):
             Adaptive-average-pooled patch grid of every frame (row-major over the pooled grid); zeros at padding
             frames. Only returned when the encoder was built with `pooled_tokens_per_frame`.
+        tower_outputs (`BaseModelOutput`, *optional*):
+            The CLIP tower on the encoded frames (batch-major, padding frames left out): `last_hidden_state`
+            `(num_encoded_frames, 1 + num_patches, hidden_size)` is hidden state `feature_layer` (the one the tokens
+            are read from, post-layernormed if configured); `hidden_states` / `attentions` of every layer when asked
+            for with `output_hidden_states` / `output_attentions`. `None` when no frame was encoded.
     """
 
     temporal_tokens: torch.FloatTensor | None = None
     spatial_tokens: torch.FloatTensor | None = None
     frame_mask: torch.BoolTensor | None = None
     frame_tokens: torch.FloatTensor | None = None
+    tower_outputs: BaseModelOutput | None = None
 
 
 class ClipFrameEncoder(nn.Module):
@@ -133,19 +140,27 @@ class ClipFrameEncoder(nn.Module):
             tower = dict(state_dict)
         return self.vision_model.load_state_dict(tower, strict=strict)
 
-    def _encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) frames -> (N, 1 + P, D) hidden state `feature_layer` (post-layernormed if configured)."""
+    def _encode_frames(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutput:
+        """(N, 3, H, W) frames -> hidden state `feature_layer` (N, 1 + P, D) (post-layernormed if configured) as
+        `last_hidden_state`, with the tower's per-layer outputs when `kwargs` ask for them."""
         tower = self.vision_model
-        hidden_states = tower.embeddings(pixel_values)  # (N, 1 + P, D)
-        hidden_states = tower.pre_layrnorm(hidden_states)
-        for layer in tower.encoder.layers[: self.num_layers_run]:
-            hidden_states = layer(hidden_states, None)
+        if kwargs.get("output_hidden_states") or kwargs.get("output_attentions"):
+            # the whole tower through transformers' output capturing (the layers after feature_layer run too)
+            outputs = tower(pixel_values, output_hidden_states=True, output_attentions=kwargs.get("output_attentions"))
+            selected = outputs.hidden_states[self.feature_layer]
+            hidden_states = outputs.hidden_states if kwargs.get("output_hidden_states") else None
+            attentions = outputs.attentions
+        else:  # only the layers up to feature_layer
+            selected = tower.pre_layrnorm(tower.embeddings(pixel_values))  # (N, 1 + P, D)
+            for layer in tower.encoder.layers[: self.num_layers_run]:
+                selected = layer(selected, None)
+            hidden_states = attentions = None
         if self.apply_post_layernorm:
-            hidden_states = tower.post_layernorm(hidden_states)
-        return hidden_states
+            selected = tower.post_layernorm(selected)
+        return BaseModelOutput(last_hidden_state=selected, hidden_states=hidden_states, attentions=attentions)
 
     def forward(
-        self, pixel_values_videos: torch.Tensor, video_frame_mask: torch.Tensor | None = None
+        self, pixel_values_videos: torch.Tensor, video_frame_mask: torch.Tensor | None = None, **kwargs
     ) -> ClipFrameOutput:
         """
         Args:
@@ -153,6 +168,7 @@ class ClipFrameEncoder(nn.Module):
                 CLIP-normalised frames (as `CLIPImageProcessor` produces them); `height == width == image_size`.
             video_frame_mask (`torch.BoolTensor` of shape `(batch_size, num_frames)`, *optional*):
                 True for real frames, False for padding. Padding frames are not encoded. Defaults to all True.
+            kwargs: `output_hidden_states` / `output_attentions` for the tower's per-layer outputs (`tower_outputs`).
 
         Returns:
             [`ClipFrameOutput`].
@@ -181,13 +197,14 @@ class ClipFrameEncoder(nn.Module):
         hidden_size, num_patches = self.hidden_size, self.num_patches
         temporal = weight.new_zeros(batch_size, num_frames, hidden_size)  # (B, T, D)
         spatial = weight.new_zeros(batch_size, num_patches, hidden_size)  # (B, P, D)
-        pooled = None
+        pooled = tower_outputs = None
         if self.pooled_tokens_per_frame is not None:
             pooled = weight.new_zeros(batch_size, num_frames, self.pooled_tokens_per_frame, hidden_size)
 
         if bool(frame_mask.any()):
             frames = pixel_values_videos[frame_mask].to(dtype=weight.dtype)  # (N_valid, 3, H, W), batch-major order
-            hidden_states = self._encode_frames(frames)  # (N_valid, 1 + P, D)
+            tower_outputs = self._encode_frames(frames, **kwargs)
+            hidden_states = tower_outputs.last_hidden_state  # (N_valid, 1 + P, D)
             cls_tokens, patch_tokens = hidden_states[:, 0], hidden_states[:, 1:]  # (N_valid, D), (N_valid, P, D)
             temporal = temporal.index_put((frame_mask,), cls_tokens)
 
@@ -206,7 +223,11 @@ class ClipFrameEncoder(nn.Module):
                 pooled = pooled.index_put((frame_mask,), pooled_tokens)
 
         return ClipFrameOutput(
-            temporal_tokens=temporal, spatial_tokens=spatial, frame_mask=frame_mask, frame_tokens=pooled
+            temporal_tokens=temporal,
+            spatial_tokens=spatial,
+            frame_mask=frame_mask,
+            frame_tokens=pooled,
+            tower_outputs=tower_outputs,
         )
 
 

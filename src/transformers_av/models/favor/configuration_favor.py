@@ -70,6 +70,10 @@ class FavorConfig(PreTrainedConfig):
     """
 
     model_type = "favor"
+    # what `Trainer` leaves out of the predictions it hands `compute_metrics`: the logits stay alone
+    keys_to_ignore_at_inference = [
+        "cache", "past_key_values", "image_outputs", "video_outputs", "audio_outputs", "lm_loss", "diversity_loss", "audio_visual_embeds",
+    ]
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
         "speech_config": SubConfigSpec(

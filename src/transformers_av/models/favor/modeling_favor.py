@@ -6,6 +6,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple
@@ -136,23 +137,28 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         return modules
 
     # -- encoders ------------------------------------------------------------------------------------------------------
-    def get_visual_features(
+    def encode_frames(
         self,
         pixel_values_videos: torch.FloatTensor,
         video_frame_mask: torch.Tensor | None = None,
         qformer_input_ids: torch.LongTensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
-    ) -> torch.FloatTensor:
-        """(B, T_v, 3, H, W) frames -> (B, T_v, num_query_tokens, Dv) instruction-aware visual tokens (zeros for
-        padding frames, which are not encoded). `qformer_input_ids` (B, L) is each sample's instruction, for visual
-        encoder parts that read one (InstructBLIP's Q-Former)."""
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
+        """The visual encoder part on the real frames of a batch: `pooler_output` (B, T_v, num_query_tokens, Dv) holds
+        the instruction-aware visual tokens of every frame (zeros at padding frames, which are not encoded);
+        `last_hidden_state`, `hidden_states` and `attentions` are the vision tower's on the n real frames (batch-major;
+        the last two when `output_hidden_states` / `output_attentions` ask for them). `qformer_input_ids` (B, L) is
+        each sample's instruction, for parts that read one (InstructBLIP's Q-Former)."""
         batch_size, num_frames = pixel_values_videos.shape[:2]
         if video_frame_mask is None:
             video_frame_mask = torch.ones(batch_size, num_frames, dtype=torch.bool, device=pixel_values_videos.device)
         video_frame_mask = video_frame_mask.bool()
         if not bool(video_frame_mask.any()):  # nothing to encode (the ViT cannot take 0 images)
-            return pixel_values_videos.new_zeros(
-                batch_size, num_frames, self.config.num_query_tokens, self.config.visual_feature_size
+            return BaseModelOutputWithPooling(
+                pooler_output=pixel_values_videos.new_zeros(
+                    batch_size, num_frames, self.config.num_query_tokens, self.config.visual_feature_size
+                )
             )
         frames = pixel_values_videos[video_frame_mask]  # (n, 3, H, W) real frames only
         sample_of_frame = torch.arange(batch_size, device=frames.device).repeat_interleave(video_frame_mask.sum(1))
@@ -161,11 +167,27 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             input_ids = qformer_input_ids[sample_of_frame]
             if qformer_attention_mask is not None:
                 attention_mask = qformer_attention_mask[sample_of_frame]
+        tower_flags = {k: v for k, v in kwargs.items() if k in ("output_hidden_states", "output_attentions") and v}
         with self._grad_context(self.visual_encoder):
-            tokens = self.visual_encoder(frames, input_ids, attention_mask)  # (n, N, Dv)
+            outputs = self.visual_encoder(frames, input_ids, attention_mask, **tower_flags)
+        if isinstance(outputs, torch.Tensor):  # a part that returns its tokens alone
+            outputs = BaseModelOutputWithPooling(pooler_output=outputs)
+        tokens = outputs.pooler_output  # (n, N, Dv)
         visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
         visual[video_frame_mask] = tokens
-        return visual
+        outputs.pooler_output = visual  # (B, T_v, N, Dv)
+        return outputs
+
+    def get_visual_features(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        video_frame_mask: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.FloatTensor:
+        """(B, T_v, 3, H, W) frames -> (B, T_v, num_query_tokens, Dv) instruction-aware visual tokens (zeros for
+        padding frames, which are not encoded): the `pooler_output` of [`~FavorModel.encode_frames`]."""
+        return self.encode_frames(pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask).pooler_output
 
     def get_visual_tokens(self, *args, **kwargs) -> torch.FloatTensor:
         """Alias of [`~FavorModel.get_visual_features`] (its name in release 0.1)."""
@@ -216,6 +238,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         visual_tokens: torch.FloatTensor | None = None,
         audio_tokens: torch.FloatTensor | None = None,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> FavorAudioVisualOutput:
         """Encode the media of a batch and turn them into LLM-width tokens.
 
@@ -225,7 +248,8 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         Audio events: `audio_input_features` (B, F, 128) BEATs fbank with `audio_input_features_mask`.
         `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. Precomputed `visual_tokens`
         (B, T_v, N, Dv) may replace the pixels and projected `audio_tokens` (B, S, Da) the audio features (all their
-        frames count as content). `output_attentions` also returns the causal Q-Former's attention maps.
+        frames count as content). `output_attentions` also returns the causal Q-Former's attention maps and the vision
+        tower's, `output_hidden_states` the vision tower's hidden states (in `image_outputs`).
         """
         config = self.config
         candidates = (pixel_values_videos, visual_tokens, input_features, audio_input_features, audio_tokens)
@@ -237,10 +261,13 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         per_frame = config.audio_frames_per_frame
 
         # visual tokens per frame (B, T_v, N, Dv)
+        image_outputs = audio_outputs = None
         if visual_tokens is None and pixel_values_videos is not None:
-            visual_tokens = self.get_visual_features(
-                pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask
+            image_outputs = self.encode_frames(
+                pixel_values_videos, video_frame_mask, qformer_input_ids, qformer_attention_mask,
+                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
             )
+            visual_tokens = image_outputs.pooler_output
         if visual_tokens is None:
             visual_tokens = torch.zeros(batch_size, 0, config.num_query_tokens, config.visual_feature_size, device=device, dtype=dtype)
             video_counts = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -257,7 +284,8 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         elif input_features is not None:
             max_mel = None if config.max_audio_chunks is None else config.max_audio_chunks * 3000
             input_features = input_features[..., :max_mel]
-            speech = self.connector.speech_projection(self.get_speech_features(input_features).to(dtype))
+            speech_hidden = self.get_speech_features(input_features)  # (B, 1500 * K, d_model)
+            speech = self.connector.speech_projection(speech_hidden.to(dtype))
             audio_streams.append(speech)
             if input_features_mask is None:
                 mel_counts = torch.full((batch_size,), input_features.shape[-1], device=device)
@@ -287,6 +315,7 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
                     events = speech.new_zeros(batch_size, rows, config.audio_config.encoder_embed_dim)
                 audio_streams.append(self.connector.audio_projection(events))
             audio_tokens = torch.cat(audio_streams, dim=-1)
+            audio_outputs = BaseModelOutputWithPooling(last_hidden_state=speech_hidden, pooler_output=audio_tokens)
         else:
             audio_width = config.joint_feature_size - config.visual_feature_size
             audio_tokens = torch.zeros(batch_size, 0, audio_width, device=device, dtype=dtype)
@@ -319,6 +348,8 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             window_attentions=connector_output.window_attentions,
             query_attentions=connector_output.query_attentions,
             cross_attentions=connector_output.cross_attentions,
+            image_outputs=image_outputs,
+            audio_outputs=audio_outputs,
         )
 
     def get_audio_visual_features(self, *args, **kwargs) -> FavorAudioVisualOutput:
@@ -332,11 +363,17 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         )
 
     def embed_prompt(
-        self, input_ids: torch.LongTensor | None = None, inputs_embeds: torch.FloatTensor | None = None, **media
+        self,
+        input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        *,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **media,
     ) -> tuple[torch.FloatTensor, FavorAudioVisualOutput | None]:
         """Token embeddings of the prompt (`input_ids`, or given `inputs_embeds` in which the placeholder rows are
         found by value) with the audio-visual tokens at the placeholder positions, if media are given. Returns
-        `(inputs_embeds, audio_visual_output_or_None)`."""
+        `(inputs_embeds, audio_visual_output_or_None)`; the output flags reach [`~FavorModel.get_media_features`]."""
         placeholder_id = self.config.audio_visual_token_id
         embedding = self.get_input_embeddings()
         if inputs_embeds is None:
@@ -346,7 +383,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             if placeholder_id is None:
                 raise ValueError("config.audio_visual_token_id is not set: the model cannot find where the media go.")
             placeholder = token_mask(placeholder_id, input_ids, inputs_embeds, embedding, "The audio-visual placeholder")
-            audio_visual = self.get_media_features(**media)
+            audio_visual = self.get_media_features(
+                **media, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+            )
             inputs_embeds = self.merge_audio_visual_embeds(placeholder, inputs_embeds, audio_visual)
         if self._runs_absent_encoders():
             anchor = self._absent_modules_anchor(media, connector_ran=audio_visual is not None)
@@ -429,7 +468,13 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             "audio_input_features_mask": audio_input_features_mask,
             "modality_mask": modality_mask,
         }
-        inputs_embeds, audio_visual = self.embed_prompt(input_ids, inputs_embeds, **media)
+        inputs_embeds, audio_visual = self.embed_prompt(
+            input_ids,
+            inputs_embeds,
+            output_attentions=bool(kwargs.get("output_attentions", self.config.output_attentions)),
+            output_hidden_states=bool(kwargs.get("output_hidden_states", self.config.output_hidden_states)),
+            **media,
+        )
 
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             position_ids = positions_after_left_padding(attention_mask, inputs_embeds.shape[1])
@@ -448,6 +493,8 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            image_outputs=None if audio_visual is None else audio_visual.image_outputs,
+            audio_outputs=None if audio_visual is None else audio_visual.audio_outputs,
             audio_visual_embeds=None if audio_visual is None else audio_visual.embeds,
             diversity_loss=None if audio_visual is None else audio_visual.diversity_loss,
         )
@@ -586,6 +633,8 @@ class FavorForConditionalGeneration(FavorPreTrainedModel, GenerationMixin):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            image_outputs=outputs.image_outputs,
+            audio_outputs=outputs.audio_outputs,
             audio_visual_embeds=outputs.audio_visual_embeds,
         )
 

@@ -4,7 +4,12 @@ media path ([`FavorModel.get_media_features`])."""
 from dataclasses import dataclass
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, ModelOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    ModelOutput,
+    MultimodalBaseModelOutputWithPast,
+    MultimodalCausalLMOutputWithPast,
+)
 from transformers.utils import auto_docstring
 from transformers.utils.auto_docstring import HARDCODED_CONFIG_FOR_MODELS
 
@@ -42,6 +47,13 @@ class FavorAudioVisualOutput(ModelOutput):
     cross_attentions (`tuple`, *optional*, returned with `output_attentions=True`):
         The Q-Former's cross-attention from the queries to the window features: per layer, one map per resolution of
         shape `(batch_size * windows, heads, queries, window_length)`.
+    image_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The visual encoder on the frames (see [`FavorModel.encode_frames`]): `pooler_output` is `visual_tokens`;
+        `last_hidden_state`, `hidden_states` and `attentions` are the vision tower's on the real frames. `None` when
+        no frames were encoded here.
+    audio_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The speech encoder: `last_hidden_state` is Whisper's output `(batch_size, 1500 * num_chunks, d_model)`,
+        `pooler_output` is `audio_tokens`. `None` when no audio features were encoded here.
     """
 
     embeds: torch.FloatTensor | None = None
@@ -55,12 +67,20 @@ class FavorAudioVisualOutput(ModelOutput):
     window_attentions: tuple | None = None
     query_attentions: tuple | None = None
     cross_attentions: tuple | None = None
+    image_outputs: BaseModelOutputWithPooling | None = None
+    audio_outputs: BaseModelOutputWithPooling | None = None
 
 
 @auto_docstring(custom_intro="Outputs of [`FavorModel`]: the LLM body's outputs and the audio-visual tokens it read.")
 @dataclass
-class FavorModelOutputWithPast(BaseModelOutputWithPast):
+class FavorModelOutputWithPast(MultimodalBaseModelOutputWithPast):
     r"""
+    image_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The visual encoder on the frames: `pooler_output` (batch_size, num_frames, num_query_tokens,
+        visual_feature_size) visual tokens; `last_hidden_state`, `hidden_states`, `attentions` of the vision tower on
+        the real frames (frames are images to it). `None` when the call had no frames.
+    audio_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The speech encoder: `last_hidden_state` Whisper's output, `pooler_output` the projected audio frames.
     audio_visual_embeds (`torch.FloatTensor` of shape `(batch_size, max_num_tokens, hidden_size)`, *optional*):
         The LLM-width audio-visual tokens written over the placeholder (`None` when the call had no media).
     diversity_loss (`torch.FloatTensor` of shape `()`, *optional*):
@@ -73,8 +93,12 @@ class FavorModelOutputWithPast(BaseModelOutputWithPast):
 
 @auto_docstring(custom_intro="Outputs of [`FavorForConditionalGeneration`].")
 @dataclass
-class FavorCausalLMOutputWithPast(CausalLMOutputWithPast):
+class FavorCausalLMOutputWithPast(MultimodalCausalLMOutputWithPast):
     r"""
+    image_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The visual encoder on the frames, see [`FavorModelOutputWithPast`].
+    audio_outputs (`BaseModelOutputWithPooling`, *optional*):
+        The speech encoder, see [`FavorModelOutputWithPast`].
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
         `lm_loss + config.diversity_loss_weight * diversity_loss`, the loss to optimise.
     lm_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):

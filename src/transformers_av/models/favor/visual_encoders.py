@@ -6,9 +6,12 @@ small module plus one `register_visual_encoder` call -- nothing in `favor.py` ch
 * `__init__(config: FavorConfig)`: build from the composite config (the part reads `vision_config` and whatever else
   it owns, e.g. `qformer_config`), without touching tensor values (models are built on the meta device);
 * `feature_size(config) -> int` (static): the width D of its tokens, known from the config alone;
-* `forward(frames (n, 3, H, W), qformer_input_ids (n, L) | None, qformer_attention_mask (n, L) | None)
-  -> (n, config.num_query_tokens, D)`: the tokens of n real frames (padding frames never reach a part); the
-  instruction inputs are the per-frame copy of the sample's instruction, for parts that use one;
+* `forward(frames (n, 3, H, W), qformer_input_ids (n, L) | None, qformer_attention_mask (n, L) | None, **kwargs)
+  -> BaseModelOutputWithPooling`: `pooler_output` holds the tokens of the n real frames, (n, config.num_query_tokens,
+  D) (padding frames never reach a part); `last_hidden_state` the vision tower's output they were read from, and
+  `hidden_states` / `attentions` the tower's when `kwargs` ask for them (`output_hidden_states`, `output_attentions`).
+  The instruction inputs are the per-frame copy of the sample's instruction, for parts that use one. (A part may also
+  return the token tensor alone; it then reports no tower outputs.)
 * `init_weights(std)`: initialise the part's own parameters that transformers' `_init_weights` does not know.
 """
 
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 from transformers import InstructBlipQFormerModel, InstructBlipVisionModel
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..common.clip_frames import ClipFrameEncoder
 
@@ -77,8 +81,9 @@ class InstructBlipFrameEncoder(nn.Module):
     def init_weights(self, std: float) -> None:
         init.normal_(self.query_tokens, mean=0.0, std=std)
 
-    def forward(self, frames, qformer_input_ids=None, qformer_attention_mask=None) -> torch.Tensor:
-        image_embeds = self.vision_model(pixel_values=frames.to(self.vision_model.dtype)).last_hidden_state
+    def forward(self, frames, qformer_input_ids=None, qformer_attention_mask=None, **kwargs) -> BaseModelOutputWithPooling:
+        vision = self.vision_model(pixel_values=frames.to(self.vision_model.dtype), **kwargs)
+        image_embeds = vision.last_hidden_state  # (n, 1 + patches, Dvit)
         queries = self.query_tokens.expand(frames.shape[0], -1, -1)
         attention_mask = None
         if qformer_input_ids is not None:
@@ -92,7 +97,12 @@ class InstructBlipFrameEncoder(nn.Module):
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image_embeds.device),
         ).last_hidden_state
-        return output[:, : self.num_query_tokens]  # (n, N, D): the query positions, not the instruction's
+        return BaseModelOutputWithPooling(
+            last_hidden_state=image_embeds,
+            pooler_output=output[:, : self.num_query_tokens],  # (n, N, D): the query positions, not the instruction's
+            hidden_states=vision.hidden_states,
+            attentions=vision.attentions,
+        )
 
 
 class ClipFrameTokens(nn.Module):
@@ -110,9 +120,14 @@ class ClipFrameTokens(nn.Module):
     def init_weights(self, std: float) -> None:  # every parameter is CLIP's own
         return None
 
-    def forward(self, frames, qformer_input_ids=None, qformer_attention_mask=None) -> torch.Tensor:
-        output = self.encoder(frames[:, None].to(self.encoder.vision_model.dtype))  # frames as 1-frame videos
-        return output.frame_tokens[:, 0]  # (n, N, D)
+    def forward(self, frames, qformer_input_ids=None, qformer_attention_mask=None, **kwargs) -> BaseModelOutputWithPooling:
+        output = self.encoder(frames[:, None].to(self.encoder.vision_model.dtype), **kwargs)  # frames as 1-frame videos
+        return BaseModelOutputWithPooling(
+            last_hidden_state=output.tower_outputs.last_hidden_state,
+            pooler_output=output.frame_tokens[:, 0],  # (n, N, D)
+            hidden_states=output.tower_outputs.hidden_states,
+            attentions=output.tower_outputs.attentions,
+        )
 
 
 register_visual_encoder("instructblip_vision_model", InstructBlipFrameEncoder)
