@@ -32,6 +32,7 @@ __version__ = "0.1.0.dev0"
 
 for _family in FAMILIES.values():
     _family.register_auto_classes()
+    _family.register_peft_defaults()
 
 __all__ = [
     "AvLlmConfig",

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +19,13 @@ import torch
 
 # PEFT matches a string `target_modules` with `re.fullmatch` against module names inside the generation model: only
 # the decoder layers of `model.language_model` match (a plain list like ["q_proj"] would also hit Whisper or CLIP).
+# LoRA targets of the LLM, as regexes PEFT matches against full module names (`re.fullmatch`), anchored on the LLM's
+# decoder layers: the Whisper and CLIP encoders have attention layers with the same leaf names (`q_proj`, `k_proj`,
+# `v_proj`), so a plain `target_modules=["q_proj", ...]` would put LoRA on them too. The optional `model.` prefix lets
+# one regex serve the head model (`model.language_model...`) and the base model (`language_model...`).
 LLM_LORA_TARGETS = {
-    "attention": r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj",
-    "attention+mlp": r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
+    "attention": r"(model\.)?language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj",
+    "attention+mlp": r"(model\.)?language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
 }
 
 
@@ -112,6 +118,19 @@ class ModelFamily:
             )
         if self.feature_extractor_class is not None:
             AutoFeatureExtractor.register(self.config_class, self.feature_extractor_class, exist_ok=True)
+
+
+    def register_peft_defaults(self) -> None:
+        """Make the family's `"attention"` LoRA targets PEFT's default for its `model_type`, so that
+        `LoraConfig(task_type="CAUSAL_LM")` without `target_modules` adapts the LLM only (as PEFT does for the
+        architectures it knows)."""
+        if "attention" not in self.lora_target_modules or importlib.util.find_spec("peft") is None:
+            return
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.setdefault(
+            self.model_type, self.lora_target_modules["attention"]
+        )
 
 
 FAMILIES: dict[str, ModelFamily] = {}
