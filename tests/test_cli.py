@@ -22,3 +22,33 @@ def test_demo_runs_and_reports_every_stage(model, capsys):
         stages = ["visual_encoder", "speech_encoder", "audio_encoder", "connector"]
     for stage in ["decode + preprocess", *stages, "LLM (prefill + decoding)"]:
         assert re.search(rf"  {re.escape(stage)} +\d+\.\d ms", out), (stage, out)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--video", "/no/such/clip.mp4", "--max-new-tokens", "1"], r"/no/such/clip\.mp4"),
+        (["demo", "--model", "/no/such/model", "--seconds", "1"], r"/no/such/model"),
+        (["train", "--config", "/no/such/train.yaml"], r"No training config at /no/such/train\.yaml"),
+        (["train", "--config", "{typo}"], r"unknown training setting 'learnig_rate'; did you mean 'learning_rate'\?"),
+        (["train", "--config", "{broken}"], r"while parsing|expected"),
+    ],
+    ids=["missing-video", "unknown-model", "missing-config", "config-typo", "broken-yaml"],
+)
+def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    typo, broken = tmp_path / "typo.yaml", tmp_path / "broken.yaml"
+    typo.write_text("learnig_rate: 0.001\n")
+    broken.write_text("learning_rate: [0.001\n")
+    argv = [a.format(typo=typo, broken=broken) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert first.startswith(f"transformers-av {argv[0]}: error: "), err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_traceback_kept_on_request(monkeypatch):
+    monkeypatch.setenv("TRANSFORMERS_AV_TRACEBACK", "1")
+    with pytest.raises(OSError):
+        main(["demo", "--model", "/no/such/model", "--seconds", "1"])

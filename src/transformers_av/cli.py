@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import AutoModelForMultimodalLM, AutoProcessor
 
 from .conversion.checkpoint import assemble_official_state_dict, convert_checkpoint, load_official_file
@@ -167,9 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a user can cause with a command line (a missing file, an unknown model id, a typo in a config, a value out of
+# range): reported as one `error:` line with exit status 2, as argparse reports a bad option. Anything else is a bug
+# and keeps its traceback; TRANSFORMERS_AV_TRACEBACK=1 keeps it for these too.
+USER_ERRORS = (ValueError, OSError, yaml.YAMLError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        if os.environ.get("TRANSFORMERS_AV_TRACEBACK"):
+            raise
+        first, *rest = str(error).strip().splitlines() or [type(error).__name__]
+        print(f"transformers-av {args.command}: error: {first}", file=sys.stderr)
+        for line in rest:  # e.g. one line per bad manifest row
+            print(f"  {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
