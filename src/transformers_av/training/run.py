@@ -107,10 +107,14 @@ def load_training_dataset(path: str, media_root: str | None):
 
 
 def weights_digest(model) -> str:
-    """SHA-256 of every parameter of `model` (names, dtypes, shapes and bytes, in name order)."""
+    """SHA-256 of every parameter of `model` (names, dtypes, shapes and bytes, in name order). Parameters sharded by
+    FSDP2 (DTensors) are gathered first, so every rank must call it (in the same order: it is a collective then)."""
     digest = hashlib.sha256()
     for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0]):
-        tensor = parameter.detach().cpu().contiguous().reshape(-1)
+        tensor = parameter.detach()
+        if hasattr(tensor, "full_tensor"):  # a DTensor shard
+            tensor = tensor.full_tensor()
+        tensor = tensor.cpu().contiguous().reshape(-1)
         digest.update(f"{name}|{tensor.dtype}|{tuple(parameter.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -119,7 +123,7 @@ def weights_digest(model) -> str:
 class WeightDigestCallback(TrainerCallback):
     """Writes `directory/rank-R.json` on EVERY process at the end of training: the SHA-256 ([`weights_digest`]) of
     that process's copy of the weights at the start and at the end of training. Data-parallel ranks (DDP, ZeRO-1/2)
-    must end with the same digest; under FSDP / ZeRO-3 each rank holds only a shard, so the digests differ."""
+    must end with the same digest; under FSDP2 the shards are gathered first, so the ranks agree too."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
@@ -133,6 +137,7 @@ class WeightDigestCallback(TrainerCallback):
         record = {
             "rank": args.process_index,
             "world_size": args.world_size,
+            "distributed_type": args.distributed_state.distributed_type.value,
             "global_step": state.global_step,
             "initial": self.initial,
             "final": weights_digest(model),
