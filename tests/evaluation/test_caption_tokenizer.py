@@ -17,7 +17,8 @@ CASES = [
     "Birds chirp while a car passes by", "An engine revs up - then idles", "Rain falls on a tin roof...",
     'Someone says: "hello there"', "Water is flowing; wind blows", "a man speaks, then a woman speaks",
     "A train horn honks twice!", "two men talk about 2:1 odds", "the co-op's garden",
-    "A man is speaking Español in São Paulo", "A crowd cheers at Zürich's stadium",
+    "A man is speaking Español in São Paulo", "A crowd cheers at Zürich's stadium", "He said no. Then he left",
+    "Visit St. Louis today", "apples, pears etc. are sold", "a dog vs. a cat", "Prof. Lee talks", "a man. a woman",
 ]
 
 

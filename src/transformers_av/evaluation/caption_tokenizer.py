@@ -32,7 +32,7 @@ COCO_PUNCTUATION = frozenset(
 
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 # Abbreviations PTB keeps with their period even when a word follows (a small list of the common ones in captions).
-_TITLES = ("mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "mt", "vs", "etc", "inc", "ltd", "co", "no")
+_TITLES = ("mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "mt", "vs", "etc", "inc", "ltd", "co")
 # Words PTB splits in two.
 _SPLIT_WORDS = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "gotta": ("got", "ta"), "wanna": ("wan", "na"),
                 "'tis": ("'t", "is"), "'twas": ("'t", "was")}
