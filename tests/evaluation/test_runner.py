@@ -218,3 +218,30 @@ def test_transformers_judge_answers_with_greedy_generation_of_the_prompt(tmp_pat
     assert answer == tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
     assert answer.strip()  # a real continuation, not an empty string that would match anything
     assert judge.name == str(tmp_path / "judge")
+
+
+def test_score_by_rule_wer_textvqa_and_exact_match():
+    import jiwer
+
+    from transformers_av.evaluation.scoring import whisper_english_normalizer
+
+    records = [{"id": "0", "prediction": "the cat sat on a mat", "reference": "The cat sat on the mat."},
+               {"id": "1", "prediction": "hello there", "reference": "uh, hmm."}]  # a filler-only reference
+    summary = score(get_task("asr_librispeech"), records, resamples=50)
+    norm = whisper_english_normalizer()
+    # (1 substitution + 2 insertions) / 6 reference words, as jiwer computes it on the normalised corpus
+    assert summary["value"] == jiwer.process_words([norm(r["reference"]) for r in records],
+                                                   [norm(r["prediction"]) for r in records]).wer == 0.5
+    assert [r["errors"] for r in records] == [1, 2] and records[1]["score"] == 2  # jiwer: insertions, 0 words
+    assert summary["metric"] == "wer" and not summary["higher_is_better"]
+
+    humans = ["dakota"] * 3 + ["digital"] * 7
+    records = [{"id": "0", "prediction": "Dakota.", "reference": humans},
+               {"id": "1", "prediction": "It says dakota", "reference": humans}]
+    summary = score(get_task("ocr_textvqa"), records, resamples=50)
+    assert [r["score"] for r in records] == [pytest.approx(0.9), 0.0] and summary["value"] == pytest.approx(0.45)
+
+    records = [{"id": "0", "prediction": "Yes.", "reference": "Yes"}, {"id": "1", "prediction": "Yes, it is.",
+                                                                        "reference": "Yes"}]
+    assert score(get_task("avm"), records, resamples=50)["value"] == 0.5  # exact match: the second is a miss
+    assert score(get_task("avm").with_options(rule="yes_no"), records, resamples=50)["value"] == 1.0
