@@ -122,11 +122,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     processor = AutoProcessor.from_pretrained(args.model)
     completed = read_all_predictions(output)
     state.wait_for_everyone()  # every process has read the earlier runs' answers before any process appends
+    # The samples still to answer are split, not the manifest: a resumed run keeps the processes equally busy, so none
+    # waits at the final barrier for long (a collective's timeout is 30 minutes by default).
+    pending = [sample for sample in samples if sample["id"] not in completed]
     generate_answers(
-        model, processor, task, shard(samples, state.process_index, state.num_processes),
+        model, processor, task, shard(pending, state.process_index, state.num_processes),
         predictions_file(output, state.process_index, state.num_processes), media_root=args.media_root,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, generation_kwargs={"num_beams": args.num_beams},
-        progress=not args.no_progress and state.is_local_main_process, completed=completed,
+        progress=not args.no_progress and state.is_local_main_process,
     )
     state.wait_for_everyone()
     if not state.is_main_process:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +82,17 @@ def generate_answers(
     max_new_tokens: int | None = None,
     generation_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
-    completed: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate the model's answer to every sample, appending one JSON record per sample to `output_file`.
 
-    Records already in `output_file` (same id), or in `completed` (what other processes wrote in an earlier run), are
-    kept and not regenerated. Returns the records of all `samples`, in their order: `id`, `prompt`, `prediction`,
+    Records already in `output_file` (same id) are kept and not regenerated. Returns the records of all `samples`, in their order: `id`, `prompt`, `prediction`,
     `reference` (and `choices` / `question` when the task has them; `prompt2` / `prediction2` / `question2` for a task
     with two question fields).
     """
     output_file = Path(output_file)
     output_file.parent.mkdir(parents=True, exist_ok=True)
-    done = {**(completed or {}), **{r["id"]: r for r in read_jsonl(output_file)}}
-    _rewrite(output_file, read_jsonl(output_file))  # drops a truncated last line before appending
+    done = {r["id"]: r for r in read_jsonl(output_file)}
+    _rewrite(output_file, list(done.values()))  # drops a truncated last line before appending
     pending = [s for s in samples if s["id"] not in done]
     kwargs = {"do_sample": False, "num_beams": 1, **(generation_kwargs or {})}
     kwargs["max_new_tokens"] = max_new_tokens or task.max_new_tokens

@@ -1,11 +1,12 @@
 """An evaluation split across processes (`accelerate launch -m transformers_av.cli evaluate ...`).
 
-Process `i` of `n` generates the answers of manifest rows `i, i + n, i + 2n, ...` and appends them to its own file,
+Every process reads the answers already in the output folder (all its predictions files), then process `i` of `n`
+answers the samples still pending at positions `i, i + n, i + 2n, ...` and appends them to its own file,
 `predictions.rank{i}.jsonl` (one process: `predictions.jsonl`), so no two processes ever write the same file. Rank 0
-then reads every predictions file of the output folder, puts the records back in manifest order and scores them.
+then reads every predictions file, puts the records back in manifest order and scores them.
 
-Resuming reads every predictions file too: a sample answered in an earlier run is not generated again, whichever
-process (and however many processes) answered it.
+So resuming works whichever process (and however many processes) answered a sample in an earlier run, and the work
+left is split evenly again.
 """
 
 from __future__ import annotations
