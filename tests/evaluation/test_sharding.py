@@ -120,4 +120,4 @@ def test_progress_bar_shows_rate_and_time_left(capsys):
     bar.close()
     line = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]
     assert line.startswith("nextqa_mc:") and "5/8 [" in line  # 2 resumed + 3 generated of 8
-    assert "<" in line and "sample/s" in line or "s/sample" in line  # elapsed<remaining, rate
+    assert "<" in line and ("sample/s" in line or "s/sample" in line)  # elapsed<remaining, rate

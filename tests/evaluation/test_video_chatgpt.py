@@ -1,6 +1,6 @@
 """The Video-ChatGPT judge protocol of the Audio-Visual LLM tasks: prompts verbatim from the Video-ChatGPT scripts
 (github.com/mbzuai-oryx/Video-ChatGPT, quantitative_evaluation/*.py, transcribed below literal by literal as the source
-writes them), answer parsing and the accuracy / score arithmetic of the source, and the runner asking two questions per
+writes them, hence the long lines), answer parsing and the accuracy / score arithmetic of the source, and the runner asking two questions per
 video for consistency."""
 
 from __future__ import annotations

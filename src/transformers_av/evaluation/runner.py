@@ -85,9 +85,9 @@ def generate_answers(
 ) -> list[dict[str, Any]]:
     """Generate the model's answer to every sample, appending one JSON record per sample to `output_file`.
 
-    Records already in `output_file` (same id) are kept and not regenerated. Returns the records of all `samples`, in their order: `id`, `prompt`, `prediction`,
-    `reference` (and `choices` / `question` when the task has them; `prompt2` / `prediction2` / `question2` for a task
-    with two question fields).
+    Records already in `output_file` (same id) are kept and not regenerated. Returns the records of all `samples`, in
+    their order: `id`, `prompt`, `prediction`, `reference` (and `choices` / `question` when the task has them;
+    `prompt2` / `prediction2` / `question2` for a task with two question fields).
     """
     output_file = Path(output_file)
     output_file.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,9 @@ def read_all_predictions(output_dir: str | Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-def merge_in_manifest_order(samples: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_in_manifest_order(
+    samples: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The records of `samples`, in manifest order; raises naming the samples no process answered."""
     missing = [s["id"] for s in samples if s["id"] not in records]
     if missing:
