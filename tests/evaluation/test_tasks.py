@@ -111,3 +111,12 @@ def test_media_checks_and_fixed_prompts():
     consistency = get_task("vcgbench_consistency")
     assert consistency.question_fields == ("question", "question2")
     assert consistency.format_prompt({"id": "0", "question2": "What happens?"}, "question2") == "What happens?"
+
+
+def test_cli_refuses_a_rule_the_task_does_not_allow(capsys):
+    from transformers_av.cli import main
+
+    assert main(["evaluate", "--task", "avm", "--rule", "gqa"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "transformers-av evaluate: error: task avm can be scored by exact_match, yes_no; got rule 'gqa'"
+    )
