@@ -52,8 +52,8 @@ class _JudgeHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
         prompt = body["messages"][-1]["content"]
-        graded = re.search(r'the sound source mentioned in answer "(.*)"\? Answer', prompt).group(1)
-        verdict = "Yes, it matches." if "train" in graded else "No. Different source."
+        graded = re.search(r'the sound source mentioned in answer "(.*)"\? Answer', prompt)
+        verdict = "Yes, it matches." if graded and "train" in graded.group(1) else "No. Different source."
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -102,6 +102,10 @@ def test_llm_judge_over_http_stores_raw_answers_and_resumes(judge_server, tmp_pa
     # Scoring again reuses the stored verdicts: no new request.
     score(task, [dict(r) for r in records], judge=judge, judgments_file=tmp_path / "judgments.jsonl")
     assert len(_JudgeHandler.requests) == 2
+    # a system message (Video-ChatGPT's prompts have one) goes first, as the chat-completions protocol has it
+    assert judge("Rate this.", system="You are a judge.") == "No. Different source."
+    assert _JudgeHandler.requests[-1]["messages"] == [{"role": "system", "content": "You are a judge."},
+                                                      {"role": "user", "content": "Rate this."}]
     assert judge_verdict("Verdict: no.") is False and judge_verdict("maybe") is None
     with pytest.raises(ValueError, match="scored by an LLM judge"):
         score(task, records)
@@ -218,6 +222,12 @@ def test_transformers_judge_answers_with_greedy_generation_of_the_prompt(tmp_pat
     assert answer == tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
     assert answer.strip()  # a real continuation, not an empty string that would match anything
     assert judge.name == str(tmp_path / "judge")
+    # without a chat template, a system message is written before the prompt
+    ids = tokenizer("Be strict.\n\n" + prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = llm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    assert judge(prompt, system="Be strict.") == tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
 
 
 def test_score_by_rule_wer_textvqa_and_exact_match():
