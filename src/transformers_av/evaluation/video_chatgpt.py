@@ -26,7 +26,9 @@ from typing import Any
 
 from .judge import JudgePrompt
 
-__all__ = ["VIDEO_CHATGPT_DIMENSIONS", "VIDEO_CHATGPT_QA", "parse_judge_dict", "qa_accuracy_and_score"]
+__all__ = [
+    "VIDEO_CHATGPT_DIMENSIONS", "VIDEO_CHATGPT_QA", "judged_score", "judged_yes", "parse_judge_dict", "qa_accuracy_and_score",
+]
 
 _REPOSITORY = "github.com/mbzuai-oryx/Video-ChatGPT, quantitative_evaluation/"
 _QA_FIELDS = {"{question}": "question", "{answer}": "reference", "{pred}": "prediction"}
