@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from transformers_av.evaluation import TASKS, get_task
+from transformers_av.evaluation import get_task
 from transformers_av.evaluation.data import convert_save_annotations, load_manifest
 from transformers_av.evaluation.judge import OpenAICompatibleJudge, judge_verdict
 from transformers_av.evaluation.runner import bootstrap_interval, read_jsonl, score
-
-
-def test_every_aveb_and_save_task_is_defined():
-    assert set(TASKS) == {
-        "asr_librispeech", "aac_audiocaps", "ic_flickr30k", "ocr_textvqa", "vqa_gqa", "nextqa_mc", "avsr_how2",
-        "avqa_ego4d_mc", "avqa_presentation_mc", "isqa", "avsd", "avssd", "avm",
-    }
-    assert {t.metric for t in TASKS.values()} == {
-        "wer", "spider", "cider", "textvqa", "gqa", "multiple_choice", "judge", "yes_no"
-    }
-    assert all(t.judge_prompt for t in TASKS.values() if t.metric == "judge")
-    with pytest.raises(KeyError, match="available: asr_librispeech"):
-        get_task("nope")
-
-
-def test_prompts_and_media_checks():
-    task = get_task("nextqa_mc")
-    sample = {"id": "7", "question": "where is this place", "choices": ["mall", "river"], "answer": "river",
-              "video": "a.mp4"}
-    assert task.format_prompt(sample) == (
-        "where is this place\nOptions:\n(A) mall\n(B) river\nAnswer with the letter of the correct option."
-    )
-    assert task.media_of(sample) == {"video": "a.mp4"}
-    with pytest.raises(ValueError, match="sample '7' lacks video"):
-        task.media_of({**sample, "video": None})
-    # SAVE How2 prompt is fixed (verbatim from the annotation file), whatever the manifest's question.
-    assert get_task("avsr_how2").format_prompt({"id": "0"}) == (
-        "Can you transcribe the speech into text, paying attention to the video?"
-    )
-    avsd = get_task("avsd").format_prompt({"id": "0", "question": "And then?", "history": [["Is it a man?", "Yes."]]})
-    assert avsd == "Q: Is it a man?\nA: Yes.\nQ: And then?\nA:"
 
 
 def test_convert_save_annotation_files(tmp_path):
@@ -81,9 +51,9 @@ class _JudgeHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-        prompt = body["messages"][0]["content"]
-        graded = prompt.split("Answer to grade:")[1].split("\n")[0]
-        verdict = "Yes, it matches." if "train" in graded else "No. Different source."
+        prompt = body["messages"][-1]["content"]
+        graded = re.search(r'the sound source mentioned in answer "(.*)"\? Answer', prompt)
+        verdict = "Yes, it matches." if graded and "train" in graded.group(1) else "No. Different source."
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -118,19 +88,24 @@ def test_llm_judge_over_http_stores_raw_answers_and_resumes(judge_server, tmp_pa
     summary = score(task, records, judge=judge, judgments_file=tmp_path / "judgments.jsonl")
     # Sample 0 judged Yes, sample 1 No -> accuracy 1/2.
     assert summary["value"] == 0.5 and summary["metric"] == "accuracy" and summary["n"] == 2
-    assert [r["judge_answer"] for r in records] == ["Yes, it matches.", "No. Different source."]
+    assert [r["judge_answers"]["judge"] for r in records] == ["Yes, it matches.", "No. Different source."]
     assert [r["verdict"] for r in records] == [True, False]
     sent = _JudgeHandler.requests
     assert [r["path"] for r in sent] == ["/v1/chat/completions"] * 2
     assert sent[0]["model"] == "judge-model" and sent[0]["auth"] == "Bearer k" and sent[0]["temperature"] == 0.0
-    assert sent[0]["messages"][0]["content"] == task.judge_prompt.format(
-        question=records[0]["question"], reference=records[0]["reference"], prediction="A train whistling."
-    )
+    assert sent[0]["messages"] == [{"role": "user", "content": (  # FAVOR Table 6 / video-SALMONN Table 8
+        'Is the sound source mentioned in answer "The source of this sound in this scene is train whistling." the '
+        'same as the sound source mentioned in answer "A train whistling."? Answer "Yes" if they are the same, and '
+        '"No" if they are different or one does not mention the sound source.')}]
     stored = read_jsonl(tmp_path / "judgments.jsonl")
     assert [s["judge_answer"] for s in stored] == ["Yes, it matches.", "No. Different source."]
     # Scoring again reuses the stored verdicts: no new request.
     score(task, [dict(r) for r in records], judge=judge, judgments_file=tmp_path / "judgments.jsonl")
     assert len(_JudgeHandler.requests) == 2
+    # a system message (Video-ChatGPT's prompts have one) goes first, as the chat-completions protocol has it
+    assert judge("Rate this.", system="You are a judge.") == "No. Different source."
+    assert _JudgeHandler.requests[-1]["messages"] == [{"role": "system", "content": "You are a judge."},
+                                                      {"role": "user", "content": "Rate this."}]
     assert judge_verdict("Verdict: no.") is False and judge_verdict("maybe") is None
     with pytest.raises(ValueError, match="scored by an LLM judge"):
         score(task, records)
@@ -247,3 +222,36 @@ def test_transformers_judge_answers_with_greedy_generation_of_the_prompt(tmp_pat
     assert answer == tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
     assert answer.strip()  # a real continuation, not an empty string that would match anything
     assert judge.name == str(tmp_path / "judge")
+    # without a chat template, a system message is written before the prompt
+    ids = tokenizer("Be strict.\n\n" + prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = llm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    assert judge(prompt, system="Be strict.") == tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_score_by_rule_wer_textvqa_and_exact_match():
+    import jiwer
+
+    from transformers_av.evaluation.scoring import whisper_english_normalizer
+
+    records = [{"id": "0", "prediction": "the cat sat on a mat", "reference": "The cat sat on the mat."},
+               {"id": "1", "prediction": "hello there", "reference": "uh, hmm."}]  # a filler-only reference
+    summary = score(get_task("asr_librispeech"), records, resamples=50)
+    norm = whisper_english_normalizer()
+    # (1 substitution + 2 insertions) / 6 reference words, as jiwer computes it on the normalised corpus
+    assert summary["value"] == jiwer.process_words([norm(r["reference"]) for r in records],
+                                                   [norm(r["prediction"]) for r in records]).wer == 0.5
+    assert [r["errors"] for r in records] == [1, 2] and records[1]["score"] == 2  # jiwer: insertions, 0 words
+    assert summary["metric"] == "wer" and not summary["higher_is_better"]
+
+    humans = ["dakota"] * 3 + ["digital"] * 7
+    records = [{"id": "0", "prediction": "Dakota.", "reference": humans},
+               {"id": "1", "prediction": "It says dakota", "reference": humans}]
+    summary = score(get_task("ocr_textvqa"), records, resamples=50)
+    assert [r["score"] for r in records] == [pytest.approx(0.9), 0.0] and summary["value"] == pytest.approx(0.45)
+
+    records = [{"id": "0", "prediction": "Yes.", "reference": "Yes"}, {"id": "1", "prediction": "Yes, it is.",
+                                                                        "reference": "Yes"}]
+    assert score(get_task("avm"), records, resamples=50)["value"] == 0.5  # exact match: the second is a miss
+    assert score(get_task("avm").with_options(rule="yes_no"), records, resamples=50)["value"] == 1.0

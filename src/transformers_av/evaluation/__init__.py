@@ -1,4 +1,4 @@
-"""Benchmark tasks, offline metrics, LLM judges and the evaluation runner (AVEB / SAVE).
+"""Benchmark tasks, metrics, LLM judges and the evaluation runner of the three papers (AVEB / SAVE / AV-LLM).
 
 The metrics are also local `evaluate` modules::
 

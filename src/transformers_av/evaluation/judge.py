@@ -1,6 +1,8 @@
-"""LLM judges for the open-ended tasks (ISQA, AVSD, AVSSD).
+"""LLM judges for the open-ended tasks (AVSD, AVSSD; the Audio-Visual LLM's open-ended QA and generation scores).
 
-A judge turns a filled-in judge prompt into a raw text answer; `judge_verdict` reads Yes/No from it. Two backends:
+A `JudgePrompt` is a judge prompt as its source prints it, placeholders included; `render` fills them in. A judge turns
+the filled-in prompt (and an optional system message) into a raw text answer; `judge_verdict` reads Yes/No from it.
+Two backends:
 
 * `OpenAICompatibleJudge`: any server speaking the OpenAI chat-completions protocol (OpenAI, vLLM, TGI, llama.cpp,
   `transformers serve`...), with the standard library's HTTP client (no extra dependency).
@@ -16,20 +18,52 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-__all__ = ["Judge", "OpenAICompatibleJudge", "TransformersJudge", "judge_verdict"]
+__all__ = ["Judge", "JudgePrompt", "OpenAICompatibleJudge", "TransformersJudge", "judge_verdict"]
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """A judge prompt as its source prints it.
+
+    Args:
+        template: the user message, with the source's own placeholder names (e.g. FAVOR's `QUESTION`, `HYPOTHESIS`,
+            `REFERENCE`, or Video-ChatGPT's `{question}`, `{answer}`, `{pred}`).
+        placeholders: which record field fills each placeholder: `{"QUESTION": "question", "HYPOTHESIS":
+            "prediction", "REFERENCE": "reference"}`.
+        source: paper / repository, table / file it is quoted from.
+        verbatim: whether `template` (and `system`) is the source's exact wording.
+        system: the system message sent before the user message, if the source has one.
+    """
+
+    template: str
+    placeholders: Mapping[str, str]
+    source: str
+    verbatim: bool
+    system: str | None = None
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The template with every placeholder replaced by `values[field]`, in one pass (a value that contains a
+        placeholder name is not substituted again)."""
+        missing = sorted({f for f in self.placeholders.values() if f not in values})
+        if missing:
+            raise KeyError(f"judge prompt needs {', '.join(missing)}")
+        pattern = re.compile("|".join(re.escape(p) for p in sorted(self.placeholders, key=len, reverse=True)))
+        return pattern.sub(lambda m: str(values[self.placeholders[m.group()]]), self.template)
 
 
 class Judge(Protocol):
-    """Anything that answers a judge prompt with text."""
+    """Anything that answers a judge prompt (with an optional system message) with text."""
 
     name: str
 
-    def __call__(self, prompt: str) -> str: ...
+    def __call__(self, prompt: str, system: str | None = None) -> str: ...
 
 
 def judge_verdict(answer: str) -> bool | None:
@@ -61,10 +95,10 @@ class OpenAICompatibleJudge:
         self.temperature = temperature
         self.max_tokens = max_tokens
 
-    def __call__(self, prompt: str) -> str:
+    def __call__(self, prompt: str, system: str | None = None) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         body = json.dumps(
-            {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-             "temperature": self.temperature, "max_tokens": self.max_tokens}
+            {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
         ).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -100,14 +134,15 @@ class TransformersJudge:
             self.model.to(device)
         self.max_new_tokens = max_new_tokens
 
-    def __call__(self, prompt: str) -> str:
+    def __call__(self, prompt: str, system: str | None = None) -> str:
         if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": prompt})
             ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt",
-                return_dict=True,
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
             )["input_ids"]
-        else:
-            ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        else:  # a plain LM: the system message, if any, is written before the prompt
+            ids = self.tokenizer(f"{system}\n\n{prompt}" if system else prompt, return_tensors="pt")["input_ids"]
         ids = ids.to(self.model.device)
         with torch.inference_mode():
             out = self.model.generate(

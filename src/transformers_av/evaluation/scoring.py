@@ -1,9 +1,10 @@
 """Offline scoring rules of the AVEB (FAVOR) and SAVE (video-SALMONN) benchmarks.
 
-Everything here is plain Python (no network, no Hub): word error rate with the Whisper English text normaliser, the
-answer-matching rules of the question-answering tasks, and CIDEr. METEOR and SPICE (hence SPIDEr) run the reference Java
-implementations shipped with `pycocoevalcap`; they need `java` on the PATH and fail with a message saying what to
-install otherwise.
+Metrics are computed by the field's libraries wherever one computes the same thing: word error rate by `jiwer` (after
+the Whisper English text normaliser), CIDEr / METEOR / SPICE by the COCO caption toolkit (`pycocoevalcap`; METEOR and
+SPICE run its Java jars and need `java` on the PATH, SPICE also the Stanford CoreNLP jars; each fails with a message
+saying what to install). The answer-matching rules of the question-answering tasks are the papers' own (FAVOR §4.1,
+video-SALMONN Appendix C) and are written here; TextVQA's official accuracy is in `textvqa.py`.
 
 The `evaluate` modules under `transformers_av/evaluation/metrics/` are thin wrappers around these functions, so the
 same numbers come out of `evaluate.load(...)`, the `transformers-av evaluate` command and a direct call.
@@ -12,12 +13,9 @@ same numbers come out of `evaluate.load(...)`, the `transformers-av evaluate` co
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
-import subprocess
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +23,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+from .caption_tokenizer import caption_tokenize
+from .textvqa import textvqa_accuracy
 
 
 def metric_info(description: str, citation: str, inputs_description: str, *, references_are_lists: bool):
@@ -58,6 +59,9 @@ __all__ = [
     "option_label",
     "spice",
     "spider",
+    "exact_match",
+    "multiple_choice_lenient_correct",
+    "pooled_word_error_rate",
     "textvqa_accuracy",
     "vqa_correct",
     "whisper_english_normalizer",
@@ -104,7 +108,7 @@ def whisper_english_normalizer() -> Callable[[str], str]:
 
 @dataclass(frozen=True)
 class ErrorCounts:
-    """Word-level edit operations between a hypothesis and a reference (minimum total, Levenshtein)."""
+    """Word-level edit operations between a hypothesis and a reference (a minimum-cost alignment, from `jiwer`)."""
 
     substitutions: int
     deletions: int
@@ -116,53 +120,53 @@ class ErrorCounts:
         return self.substitutions + self.deletions + self.insertions
 
 
+def _wer_text(text: str, normalize: bool) -> str:
+    return whisper_english_normalizer()(text) if normalize else text
+
+
 def word_errors(reference: str, hypothesis: str, *, normalize: bool = True) -> ErrorCounts:
-    """Count the substitutions, deletions and insertions turning `reference` into `hypothesis`.
+    """Count the substitutions, deletions and insertions turning `reference` into `hypothesis` (`jiwer`).
 
     With `normalize=True` both strings go through the Whisper English normaliser first (lower case, punctuation and
     fillers removed, numbers and British spellings standardised); otherwise they are split on whitespace as given.
+    An empty reference (or one that is only fillers) has 0 words: every hypothesis word is an insertion.
     """
-    if normalize:
-        norm = whisper_english_normalizer()
-        reference, hypothesis = norm(reference), norm(hypothesis)
-    ref, hyp = reference.split(), hypothesis.split()
-    # cost[j] = (total, subs, dels, ins) for ref[:i] -> hyp[:j]; ties prefer substitutions, then deletions.
-    previous = [(j, 0, 0, j) for j in range(len(hyp) + 1)]
-    for i in range(1, len(ref) + 1):
-        current = [(i, 0, i, 0)]
-        for j in range(1, len(hyp) + 1):
-            if ref[i - 1] == hyp[j - 1]:
-                best = previous[j - 1]
-            else:
-                t, s, d, n = previous[j - 1]
-                best = (t + 1, s + 1, d, n)
-            t, s, d, n = previous[j]
-            if t + 1 < best[0]:
-                best = (t + 1, s, d + 1, n)
-            t, s, d, n = current[j - 1]
-            if t + 1 < best[0]:
-                best = (t + 1, s, d, n + 1)
-            current.append(best)
-        previous = current
-    _, subs, dels, ins = previous[-1]
-    return ErrorCounts(subs, dels, ins, len(ref))
+    import jiwer  # the `eval` extra
+
+    out = jiwer.process_words(_wer_text(reference, normalize), _wer_text(hypothesis, normalize))
+    return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions)
+
+
+def pooled_word_error_rate(counts: Sequence[ErrorCounts]) -> float:
+    """Corpus WER of per-utterance counts: pooled errors over pooled reference words.
+
+    When the references hold no word at all, the value is the number of insertions, as `jiwer` defines it (so a
+    correct empty transcription of silence scores 0). Equal to `jiwer.process_words(...).wer` on the same corpus; the
+    runner uses it to recompute WER on bootstrap resamples without re-aligning.
+    """
+    words = sum(c.reference_words for c in counts)
+    if words == 0:
+        return float(sum(c.insertions for c in counts))
+    return sum(c.errors for c in counts) / words
 
 
 def word_error_rate(
     predictions: Sequence[str], references: Sequence[str], *, normalize: bool = True
 ) -> dict[str, float | int]:
-    """Corpus WER: all word errors divided by all reference words (not the mean of per-utterance WERs)."""
+    """Corpus WER from `jiwer.process_words`: all word errors divided by all reference words (not the mean of
+    per-utterance WERs), after the Whisper English normaliser when `normalize`; jiwer's value on empty references."""
+    import jiwer  # the `eval` extra
+
     _check_lengths(predictions, references)
-    counts = [word_errors(r, p, normalize=normalize) for p, r in zip(predictions, references)]
-    words = sum(c.reference_words for c in counts)
-    if words == 0:
-        raise ValueError("WER is undefined: the references contain no words (after normalisation)")
+    out = jiwer.process_words(
+        [_wer_text(r, normalize) for r in references], [_wer_text(p, normalize) for p in predictions]
+    )
     return {
-        "wer": sum(c.errors for c in counts) / words,
-        "substitutions": sum(c.substitutions for c in counts),
-        "deletions": sum(c.deletions for c in counts),
-        "insertions": sum(c.insertions for c in counts),
-        "reference_words": words,
+        "wer": float(out.wer),
+        "substitutions": out.substitutions,
+        "deletions": out.deletions,
+        "insertions": out.insertions,
+        "reference_words": out.hits + out.substitutions + out.deletions,
     }
 
 
@@ -200,18 +204,21 @@ def yes_no_correct(prediction: str, reference: str) -> bool:
 
 
 def vqa_correct(prediction: str, reference: str) -> bool:
-    """GQA rule: the reference appears word-for-word in the answer; for yes/no references the opposite must not."""
+    """The papers' VQA (GQA) rule: "it is counted as correct if the reference answer exactly exists in the generated
+    answer using word-by-word matching. It is needed to check the opposite answer doesn't exist for yes-or-no
+    questions" (video-SALMONN Appendix C; FAVOR §4.1 and its footnote 1). Case and punctuation are ignored."""
     if normalize_answer(reference) in _OPPOSITE:
         return yes_no_correct(prediction, reference)
     return _contains_words(prediction, reference)
 
 
-def textvqa_accuracy(prediction: str, references: Sequence[str]) -> float:
-    """TextVQA rule: each human reference answer found word-for-word in the answer counts 1/3; capped at 1."""
-    if isinstance(references, str):
-        raise TypeError("textvqa_accuracy takes the list of human answers (10 in TextVQA), not a single string")
-    hits = sum(_contains_words(prediction, ref) for ref in references)
-    return min(1.0, hits / 3.0)
+def exact_match(prediction: str, reference: str | Sequence[str]) -> bool:
+    """The papers' Video QA / ISQA / AVM rule: "one hit is counted only when the generated answer exactly matches the
+    reference" (FAVOR §4.1; video-SALMONN Appendix C). Case, punctuation and spacing are ignored (`normalize_answer`);
+    with a list of references (several human answers) matching one is enough."""
+    references = [reference] if isinstance(reference, str) else list(reference)
+    answer = normalize_answer(prediction)
+    return any(answer == normalize_answer(r) for r in references)
 
 
 def option_label(index: int) -> str:
@@ -254,8 +261,16 @@ def choose_option(prediction: str, choices: Sequence[str]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-def multiple_choice_correct(prediction: str, reference: str, choices: Sequence[str]) -> bool:
-    """Exact match of the chosen option's text with the reference answer (after `normalize_answer`)."""
+def multiple_choice_correct(prediction: str, reference: str, choices: Sequence[str] | None = None) -> bool:
+    """The papers' multiple-choice rule (NExT-QA, Ego4D-QA, Presentation-QA): the answer must exactly match the
+    reference option's text (`exact_match`; FAVOR §4.1, video-SALMONN Appendix C). `choices` is not used: a letter or
+    an answer that merely contains the option is a miss, as in the papers (see `multiple_choice_lenient_correct`)."""
+    return exact_match(prediction, reference)
+
+
+def multiple_choice_lenient_correct(prediction: str, reference: str, choices: Sequence[str]) -> bool:
+    """Lenient multiple choice (this package's own rule, not the papers'): the option the answer chose by letter or
+    by text (`choose_option`) has the reference's text."""
     index = choose_option(prediction, choices)
     return index is not None and normalize_answer(choices[index]) == normalize_answer(reference)
 
@@ -263,23 +278,6 @@ def multiple_choice_correct(prediction: str, reference: str, choices: Sequence[s
 # --------------------------------------------------------------------------------------------------------------------
 # Captioning: CIDEr (pure Python), METEOR / SPICE (Java, via pycocoevalcap)
 # --------------------------------------------------------------------------------------------------------------------
-
-# Tokens the COCO caption evaluation drops after PTB tokenisation.
-_CAPTION_PUNCTUATION = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
-_CAPTION_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z0-9]+)*|[^\sa-z0-9]")
-
-
-def caption_tokenize(text: str) -> list[str]:
-    """Pure-Python caption tokeniser: lower case, punctuation split off and dropped.
-
-    The COCO caption toolkit (pycocoevalcap) uses the Java Stanford PTB tokeniser instead. The two agree on plain
-    captions; they differ on contractions and possessives (PTB: `do n't`, `man 's`; here: `don't`, `man's`) and on a
-    few symbols, which can move CIDEr by a small amount. Pass `tokenizer="ptb"` to the caption metrics to use PTB
-    (needs Java) for numbers strictly comparable with papers that used the toolkit.
-    """
-    tokens = _CAPTION_TOKEN.findall(str(text).lower().replace("’", "'"))
-    return [t for t in tokens if t not in _CAPTION_PUNCTUATION and re.search(r"\w", t)]
-
 
 def _require_java(what: str) -> str:
     java = shutil.which("java")
@@ -300,17 +298,27 @@ def _require_pycocoevalcap(what: str) -> Path:
     return Path(list(pycocoevalcap.__path__)[0])
 
 
+CAPTION_TOKENIZERS = ("simple", "ptb", "none")
+
+
 def _tokenize_corpus(
     predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: str
-) -> tuple[list[list[str]], list[list[list[str]]]]:
+) -> tuple[list[str], list[list[str]]]:
+    """Predictions and references as space-joined token strings, the input of pycocoevalcap's scorers.
+
+    `simple`: `caption_tokenize` (pure Python, splits like the toolkit's PTB pipeline); `ptb`: the toolkit's Java
+    PTB tokeniser; `none`: the text as given (already tokenised)."""
     _check_lengths(predictions, references)
-    for refs in references:
+    for index, refs in enumerate(references):
         if isinstance(refs, str) or len(refs) == 0:
-            raise ValueError("each sample needs a non-empty list of reference captions")
+            raise ValueError(f"sample {index}: expected a non-empty list of reference captions, got {refs!r}")
     if tokenizer == "simple":
-        return [caption_tokenize(p) for p in predictions], [[caption_tokenize(r) for r in refs] for refs in references]
+        return [" ".join(caption_tokenize(p)) for p in predictions], [
+            [" ".join(caption_tokenize(r)) for r in refs] for refs in references
+        ]
     if tokenizer == "none":
-        return [str(p).split() for p in predictions], [[str(r).split() for r in refs] for refs in references]
+        return [" ".join(str(p).split()) for p in predictions], [[" ".join(str(r).split()) for r in refs]
+                                                                 for refs in references]
     if tokenizer == "ptb":
         _require_java("The PTB tokeniser")
         _require_pycocoevalcap("The PTB tokeniser")
@@ -319,10 +327,8 @@ def _tokenize_corpus(
         ptb = PTBTokenizer()
         hyps = ptb.tokenize({i: [{"caption": p}] for i, p in enumerate(predictions)})
         refs = ptb.tokenize({i: [{"caption": r} for r in rs] for i, rs in enumerate(references)})
-        return [hyps[i][0].split() for i in range(len(predictions))], [
-            [r.split() for r in refs[i]] for i in range(len(references))
-        ]
-    raise ValueError(f"tokenizer must be 'simple', 'ptb' or 'none', got {tokenizer!r}")
+        return [hyps[i][0] for i in range(len(predictions))], [refs[i] for i in range(len(references))]
+    raise ValueError(f"tokenizer must be one of {', '.join(CAPTION_TOKENIZERS)}, got {tokenizer!r}")
 
 
 @dataclass(frozen=True)
@@ -333,102 +339,66 @@ class CaptionScores:
     per_sample: list[float]
 
 
-def _ngram_counts(words: Sequence[str], max_n: int) -> Counter:
-    return Counter(tuple(words[i : i + n]) for n in range(1, max_n + 1) for i in range(len(words) - n + 1))
+def _coco_inputs(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: str
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """The (references, hypotheses) dictionaries pycocoevalcap's `compute_score(gts, res)` takes."""
+    hyps, refs = _tokenize_corpus(predictions, references, tokenizer)
+    return {i: list(rs) for i, rs in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
 
 
 def cider(
-    predictions: Sequence[str],
-    references: Sequence[Sequence[str]],
-    *,
-    max_n: int = 4,
-    sigma: float = 6.0,
-    tokenizer: str = "simple",
+    predictions: Sequence[str], references: Sequence[Sequence[str]], *, tokenizer: str = "simple"
 ) -> CaptionScores:
-    """CIDEr-D as computed by the COCO caption toolkit ("CIDEr" in its reports), in plain Python.
+    """CIDEr-D as reported by the COCO caption toolkit ("CIDEr"): pycocoevalcap's `Cider` (n = 1..4, sigma = 6).
 
-    Per n-gram order n (1..4): TF-IDF vectors where a term's document frequency is the number of samples whose
-    reference set contains it (IDF = log(#samples) - log(max(1, df))); the similarity of the hypothesis to each
-    reference is the dot product of the hypothesis weights clipped at the reference weights with the reference weights,
-    over the product of the norms, times the length penalty exp(-(len_hyp - len_ref)^2 / (2 sigma^2)). The sample score
-    is 10 x the mean over orders and references; the corpus score the mean over samples. IDF comes from the references
-    of the evaluated corpus, so a score depends on the whole corpus (as in the toolkit).
-    """
-    hyps, refs = _tokenize_corpus(predictions, references, tokenizer)
-    hyp_counts = [_ngram_counts(h, max_n) for h in hyps]
-    ref_counts = [[_ngram_counts(r, max_n) for r in rs] for rs in refs]
-    document_frequency: Counter = Counter()
-    for counts in ref_counts:
-        document_frequency.update(set().union(*counts))
-    log_documents = math.log(float(len(refs)))
+    IDF comes from the references of the evaluated corpus, so a score depends on the whole corpus (evaluate the whole
+    test set in one call)."""
+    _require_pycocoevalcap("CIDEr")
+    from pycocoevalcap.cider.cider import Cider  # optional: checked above
 
-    def weights(counts: Counter) -> tuple[list[dict], list[float]]:
-        vectors: list[dict] = [{} for _ in range(max_n)]
-        norms = [0.0] * max_n
-        for gram, tf in counts.items():
-            w = tf * (log_documents - math.log(max(1.0, document_frequency[gram])))
-            vectors[len(gram) - 1][gram] = w
-            norms[len(gram) - 1] += w * w
-        return vectors, [math.sqrt(v) for v in norms]
-
-    per_sample = []
-    for hyp_words, hyp, ref_words_list, ref_list in zip(hyps, hyp_counts, refs, ref_counts):
-        h_vec, h_norm = weights(hyp)
-        total = 0.0
-        for ref_words, ref in zip(ref_words_list, ref_list):
-            r_vec, r_norm = weights(ref)
-            penalty = math.exp(-((len(hyp_words) - len(ref_words)) ** 2) / (2 * sigma**2))
-            for n in range(max_n):
-                dot = sum(min(w, r_vec[n].get(g, 0.0)) * r_vec[n].get(g, 0.0) for g, w in h_vec[n].items())
-                if h_norm[n] > 0 and r_norm[n] > 0:
-                    total += dot / (h_norm[n] * r_norm[n]) * penalty
-        per_sample.append(10.0 * total / max_n / len(ref_list))
-    return CaptionScores(sum(per_sample) / len(per_sample), per_sample)
+    gts, res = _coco_inputs(predictions, references, tokenizer)
+    score, per_sample = Cider().compute_score(gts, res)
+    return CaptionScores(float(score), [float(s) for s in per_sample])
 
 
 def meteor(
     predictions: Sequence[str], references: Sequence[Sequence[str]], *, tokenizer: str = "simple"
 ) -> CaptionScores:
-    """METEOR 1.5 (`-l en -norm`) from pycocoevalcap's jar; needs Java."""
+    """METEOR 1.5 (`-l en -norm`): pycocoevalcap's `Meteor` (its jar); needs Java."""
     _require_java("METEOR")
-    package = _require_pycocoevalcap("METEOR")
-    hyps, refs = _tokenize_corpus(predictions, references, tokenizer)
-    jar_dir = package / "meteor"
-    process = subprocess.Popen(
-        ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"],
-        cwd=jar_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    _require_pycocoevalcap("METEOR")
+    from pycocoevalcap.meteor.meteor import Meteor  # optional: checked above
+
+    gts, res = _coco_inputs(predictions, references, tokenizer)
+    scorer = Meteor()
     try:
-        stats = []
-        for hyp, rs in zip(hyps, refs):
-            clean = [" ".join(r).replace("|||", "") for r in rs]
-            process.stdin.write(" ||| ".join(["SCORE", *clean, " ".join(hyp).replace("|||", "")]) + "\n")
-            process.stdin.flush()
-            stats.append(process.stdout.readline().strip())
-        process.stdin.write("EVAL ||| " + " ||| ".join(stats) + "\n")
-        process.stdin.flush()
-        per_sample = [float(process.stdout.readline()) for _ in stats]
-        score = float(process.stdout.readline())
-    except (ValueError, BrokenPipeError) as error:
-        raise RuntimeError(f"METEOR (java) failed: {process.stderr.read()[-2000:]}") from error
+        score, per_sample = scorer.compute_score(gts, res)
+    except ValueError as error:  # the jar printed an error instead of a score
+        raise RuntimeError(f"METEOR (java) failed: {scorer.meteor_p.stderr.read()[-2000:]!r}") from error
     finally:
-        process.kill()
-        process.wait()
-    return CaptionScores(score, per_sample)
+        del scorer  # closes the java process
+    return CaptionScores(float(score), [float(s) for s in per_sample])
 
 
+# SPICE 1.0 parses with Stanford CoreNLP 3.6.0, whose two jars pycocoevalcap downloads on first use (not shipped).
 _CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
+
+
+def spice_jars_missing() -> list[str]:
+    """The Stanford CoreNLP jars SPICE needs that are not in pycocoevalcap's `spice/lib` folder."""
+    lib = _require_pycocoevalcap("SPICE") / "spice" / "lib"
+    return [jar for jar in _CORENLP_JARS if not (lib / jar).exists()]
 
 
 def spice(
     predictions: Sequence[str], references: Sequence[Sequence[str]], *, tokenizer: str = "simple"
 ) -> CaptionScores:
-    """SPICE 1.0 from pycocoevalcap's jar; needs Java and the Stanford CoreNLP 3.6.0 jars."""
+    """SPICE 1.0: pycocoevalcap's `Spice` (its jar); needs Java and the Stanford CoreNLP 3.6.0 jars."""
     _require_java("SPICE")
-    package = _require_pycocoevalcap("SPICE")
-    lib = package / "spice" / "lib"
-    missing = [jar for jar in _CORENLP_JARS if not (lib / jar).exists()]
+    missing = spice_jars_missing()
     if missing:
+        lib = _require_pycocoevalcap("SPICE") / "spice" / "lib"
         raise FileNotFoundError(
             f"SPICE needs the Stanford CoreNLP 3.6.0 jars ({', '.join(missing)}) in {lib}; pycocoevalcap does not "
             "ship them. Download them once with network access: `python -c \"from "
@@ -437,11 +407,9 @@ def spice(
         )
     from pycocoevalcap.spice.spice import Spice  # optional: checked above
 
-    hyps, refs = _tokenize_corpus(predictions, references, tokenizer)
-    score, per_sample = Spice().compute_score(
-        {i: [" ".join(r) for r in rs] for i, rs in enumerate(refs)}, {i: [" ".join(h)] for i, h in enumerate(hyps)}
-    )
-    return CaptionScores(float(score), [float(s) for s in per_sample])
+    gts, res = _coco_inputs(predictions, references, tokenizer)
+    score, per_sample = Spice().compute_score(gts, res)
+    return CaptionScores(float(score), [float(s["All"]["f"]) for s in per_sample])
 
 
 def spider(

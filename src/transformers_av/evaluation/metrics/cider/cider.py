@@ -1,4 +1,4 @@
-"""CIDEr (CIDEr-D as reported by the COCO caption toolkit), pure Python.
+"""CIDEr (CIDEr-D as reported by the COCO caption toolkit), computed by pycocoevalcap's `Cider`.
 
 Local `evaluate` module: `evaluate.load(transformers_av.evaluation.metric_path("cider"))`; needs no network and no Java
 (unless `tokenizer="ptb"`).
@@ -9,12 +9,12 @@ import evaluate
 from transformers_av.evaluation import scoring
 
 _DESCRIPTION = """CIDEr-D of captions against several references each (image captioning on Flickr30k, audio captioning
-on AudioCaps). Same formula and constants as pycocoevalcap's `Cider` (n = 1..4, sigma = 6, clipped TF-IDF, x10). IDF is
+on AudioCaps / Clotho), computed by the COCO caption toolkit (pycocoevalcap's `Cider`: n = 1..4, sigma = 6). IDF is
 computed from the references of the evaluated corpus, so evaluate the whole test set in one call.
 
-Tokenisation: `simple` (default, pure Python: lower case, punctuation dropped) differs from the toolkit's Java PTB
-tokeniser on contractions/possessives (`don't` vs `do n't`); `ptb` uses the toolkit's tokeniser (needs Java); `none`
-splits on whitespace (pre-tokenised input)."""
+Tokenisation: `simple` (default, pure Python, Unicode-aware, splits like the toolkit's PTB pipeline: "doesn't" ->
+"does n't", "U.S." kept whole, "café" kept whole); `ptb` runs the toolkit's Java PTB tokeniser; `none` splits on
+whitespace (pre-tokenised input)."""
 
 _KWARGS_DESCRIPTION = """
 Args:

@@ -9,7 +9,8 @@ import evaluate
 from transformers_av.evaluation import scoring
 
 _DESCRIPTION = """SPIDEr (Liu et al., 2017), the AudioCaps metric of the AVEB / SAVE audio captioning task: the mean
-of CIDEr-D (pure Python, as in the `cider` module) and SPICE (pycocoevalcap's `spice-1.0.jar`). SPICE needs a Java
+of CIDEr-D (pycocoevalcap's `Cider`, as in the `cider` module) and SPICE (pycocoevalcap's `Spice`, its
+`spice-1.0.jar`). SPICE needs a Java
 runtime and the Stanford CoreNLP 3.6.0 jars, which pycocoevalcap downloads on first use; without them the module raises
 an error naming the missing piece."""
 

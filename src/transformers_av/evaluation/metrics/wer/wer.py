@@ -7,9 +7,11 @@ import evaluate
 
 from transformers_av.evaluation import scoring
 
-_DESCRIPTION = """Corpus word error rate: (substitutions + deletions + insertions) over all reference words, after both
-sides go through Whisper's English text normaliser (lower case, punctuation and fillers removed, numbers and British
-spellings standardised), as in the Whisper paper and the AVEB / SAVE ASR and AVSR tasks."""
+_DESCRIPTION = """Corpus word error rate computed by `jiwer`: (substitutions + deletions + insertions) over all
+reference words, after both sides go through Whisper's English text normaliser (lower case, punctuation and fillers
+removed, numbers and British spellings standardised), as in the Whisper paper and the AVEB / SAVE ASR and AVSR tasks.
+References with no word at all (empty, or only fillers) follow jiwer: the value is then the number of inserted
+words."""
 
 _KWARGS_DESCRIPTION = """
 Args:
