@@ -114,3 +114,20 @@ def test_model_code_reaches_assembly_without_the_assembly_layer():
         assert "transformers_av.assembly" not in reached
         assert f"transformers_av.models.{family}.components_{family}" in reached  # travels with remote code too
         assert "transformers_av.models.common.components_common" in reached
+
+
+@pytest.mark.parametrize("model_class", [FavorModel, FavorForConditionalGeneration, AvLlmModel, AvLlmForConditionalGeneration])
+def test_past_key_values_is_the_deprecated_name_of_cache(model_class):
+    # transformers 5.x renamed the argument; the old name still works, with transformers' FutureWarning
+    from transformers.cache_utils import DynamicCache
+
+    config = tiny_favor_config("favor", image_size=IMAGE) if "Favor" in model_class.__name__ else tiny_av_llm_config()
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    ids = torch.randint(5, 100, (1, 6))
+    text_config = config.get_text_config(decoder=True)
+    with torch.no_grad(), pytest.warns(FutureWarning, match="`past_key_values` is deprecated.*Use `cache` instead"):
+        old = model(input_ids=ids, use_cache=True, past_key_values=DynamicCache(config=text_config))
+    with torch.no_grad():
+        new = model(input_ids=ids, use_cache=True, cache=DynamicCache(config=text_config))
+    assert torch.equal(old[0], new[0]) and old.cache.get_seq_length() == new.cache.get_seq_length() == 6
