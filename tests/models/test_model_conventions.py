@@ -131,3 +131,28 @@ def test_past_key_values_is_the_deprecated_name_of_cache(model_class):
     with torch.no_grad():
         new = model(input_ids=ids, use_cache=True, cache=DynamicCache(config=text_config))
     assert torch.equal(old[0], new[0]) and old.cache.get_seq_length() == new.cache.get_seq_length() == 6
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name, prompt", [("tiny-favor", "What is shown?"), ("tiny-av-llm", "<VIS> What is shown?")])
+def test_get_media_features_takes_a_processor_output_whole(name, prompt):
+    # `model.get_media_features(**processor(...))`: the text inputs ride along; for the Audio-Visual LLM the modality
+    # token of the prompt picks the media there as in forward (here: frames only, no CLAP token)
+    import numpy as np
+
+    from transformers_av.presets.tiny import TINY_MODELS
+
+    torch.manual_seed(0)
+    model, processor = TINY_MODELS[name].build(**({"image_size": IMAGE} if name == "tiny-favor" else {}))
+    model.eval()
+    rng = np.random.default_rng(0)
+    inputs = processor(
+        text=prompt, videos=[rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)],
+        audio=[rng.standard_normal(16000).astype(np.float32)], sampling_rate=16000, answers=["a square"],
+    )
+    media = model.get_media_features(**inputs)
+    forward = model(**inputs)
+    merged = forward.audio_visual_embeds if name == "tiny-favor" else forward.media_embeds
+    torch.testing.assert_close(media.embeds, merged, atol=0, rtol=0)
+    if name == "tiny-av-llm":
+        assert media.uses_visual.tolist() == [True] and media.audio_tokens is None

@@ -186,6 +186,9 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         uses_audio: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
     ) -> AvLlmMediaOutput | None:
         """Encode the modalities each sample uses and project them to the LLM width.
 
@@ -194,11 +197,16 @@ class AvLlmModel(FrozenEncodersMixin, AvLlmPreTrainedModel):
         `audio_is_longer` (B, K). `uses_visual` / `uses_audio` (B,) switch a modality off per sample (default: on);
         an encoder none of whose inputs is used does not run at all. Returns `None` when nothing is used.
         `output_attentions` / `output_hidden_states` return the CLIP tower's per-layer outputs in `image_outputs`.
+        Given `input_ids` (e.g. a processor's whole output, `model.get_media_features(**processor(...))`), the modality
+        tokens of the prompts choose the media as in `forward` (unless `uses_visual` / `uses_audio` are given);
+        `attention_mask` and `labels` are accepted for the same reason and not used.
         """
         reference = pixel_values_videos if pixel_values_videos is not None else audio_input_features
         if reference is None:
             return None
         batch_size, device = reference.shape[0], reference.device
+        if input_ids is not None and uses_visual is None and uses_audio is None:
+            uses_visual, uses_audio = self.sample_modalities(input_ids)
         every = torch.ones(batch_size, dtype=torch.bool, device=device)
         uses_visual = every if uses_visual is None else uses_visual.to(device=device, dtype=torch.bool)
         uses_audio = every if uses_audio is None else uses_audio.to(device=device, dtype=torch.bool)

@@ -239,6 +239,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         audio_tokens: torch.FloatTensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
     ) -> FavorAudioVisualOutput:
         """Encode the media of a batch and turn them into LLM-width tokens.
 
@@ -249,7 +252,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
         `modality_mask` (B, 2) [video, audio] zeroes a modality of a sample. Precomputed `visual_tokens`
         (B, T_v, N, Dv) may replace the pixels and projected `audio_tokens` (B, S, Da) the audio features (all their
         frames count as content). `output_attentions` also returns the causal Q-Former's attention maps and the vision
-        tower's, `output_hidden_states` the vision tower's hidden states (in `image_outputs`).
+        tower's, `output_hidden_states` the vision tower's hidden states (in `image_outputs`). The text inputs
+        (`input_ids`, `attention_mask`, `labels`) are accepted so that a processor's whole output can be passed
+        (`model.get_media_features(**processor(...))`), and are not used.
         """
         config = self.config
         candidates = (pixel_values_videos, visual_tokens, input_features, audio_input_features, audio_tokens)
