@@ -1,6 +1,7 @@
 """`transformers-av convert` from the files the authors released: a trainable-only delta plus the frozen parts."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,18 +88,19 @@ def test_keep_lora_writes_a_peft_adapter_equal_to_the_merged_model(released_file
     assert (expected - actual).abs().max() < 1e-5
 
 
-def test_unknown_keys_refuse_conversion_before_writing(released_files, tmp_path):
+def test_unknown_keys_refuse_conversion_before_writing(released_files, tmp_path, capsys):
     root, _, _ = released_files
     delta = torch.load(FIXTURES / "delta_checkpoint.pt", map_location="cpu", weights_only=True)
     delta["mystery_module.weight"] = torch.zeros(3)
     torch.save(delta, tmp_path / "bad_delta.pt")
-    with pytest.raises(ValueError, match="mystery_module"):
-        main([
-            "convert", "--delta", str(tmp_path / "bad_delta.pt"), "--whisper", str(root / "whisper"),
-            "--beats", str(root / "BEATs.pt"), "--instructblip", str(root / "instruct_blip_trimmed.pth"),
-            "--llm", str(root / "vicuna"), "--official-config", str(root / "official_config.json"),
-            "--output", str(tmp_path / "out"),
-        ])
+    status = main([
+        "convert", "--delta", str(tmp_path / "bad_delta.pt"), "--whisper", str(root / "whisper"),
+        "--beats", str(root / "BEATs.pt"), "--instructblip", str(root / "instruct_blip_trimmed.pth"),
+        "--llm", str(root / "vicuna"), "--official-config", str(root / "official_config.json"),
+        "--output", str(tmp_path / "out"),
+    ])
+    assert status == 2  # a user error: one line naming the key, no traceback
+    assert re.search(r"^transformers-av convert: error: .*\n(  .*\n)*.*'mystery_module\.weight'", capsys.readouterr().err, re.M)
     assert not (tmp_path / "out").exists()
 
 
