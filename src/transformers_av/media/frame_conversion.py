@@ -50,6 +50,10 @@ def frame_to_rgb(frame: Any, size: tuple[int, int] | None, orientation: Orientat
     return orientation.apply(rgb)
 
 
+def _size_text(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+
+
 class _FrameRows:
     """Rows of one array, filled in any order; allocated when the first row's shape is known, grown by doubling when
     the expected count was too small, trimmed in place."""
@@ -77,9 +81,9 @@ class _FrameRows:
         needed = rows * first.nbytes
         if self.expected is not None and needed > LARGE_FRAMES_BYTES:
             logger.warning(
-                "%s: keeping %d frames of shape %s (%s) needs about %.1f GB of memory for the frames alone; pass "
+                "%s: keeping %d frames of shape %s (%s) needs about %s of memory for the frames alone; pass "
                 "max_seconds= (or a lower fps / max_frames) to keep less.",
-                self.name, rows, tuple(first.shape), first.dtype, needed / 1e9,
+                self.name, rows, tuple(first.shape), first.dtype, _size_text(needed),
             )
         # np.empty: pages are committed as rows are written, so an over-estimate costs no memory
         self.array = np.empty((rows, *first.shape), dtype=first.dtype)

@@ -382,5 +382,5 @@ def _expected_rows(
         end = header_duration if limit is None else limit if header_duration is None else min(header_duration, limit)
         if end is None:
             return max_frames
-        expected = math.ceil(end / step) + 1  # + 1: a stream that runs a frame past its header duration
+        expected = math.ceil(end / step)  # targets k * step < end (a stream running past its header grows the array)
     return expected if max_frames is None else min(expected, max_frames)
