@@ -23,6 +23,7 @@ from .data import convert_save_annotations, load_manifest, write_jsonl
 from .judge import OpenAICompatibleJudge, TransformersJudge
 from .runner import generate_answers, score, write_model_index, write_summary
 from .tasks import TASKS, get_task
+from .validate import checked_samples
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--judge-transformers", help="a local transformers causal LM (path or Hub id) as judge")
     parser.add_argument("--model-card", help="write the result into this model card's model-index (README.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-validate-data", action="store_true",
+                        help="do not probe every media file before generating (on by default: all bad samples are "
+                             "reported at once)")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="leave samples with bad media out of the evaluation (listed on stderr) instead of stopping")
     parser.add_argument("--list-tasks", action="store_true", help="print the tasks and their manifest fields")
     parser.add_argument("--convert-save", metavar="ANNOTATION_JSON",
                         help="convert a SAVE annotation file (SAVEBench/*.json) into the manifest --data, then stop")
@@ -93,6 +99,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     samples = load_manifest(args.data)
     if args.limit is not None:
         samples = samples[: args.limit]
+    if not args.no_validate_data:
+        samples = checked_samples(samples, task, args.data, args.media_root, skip_bad_rows=args.skip_bad_rows,
+                                  progress=not args.no_progress)
     output = Path(args.output)
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     model = AutoModelForMultimodalLM.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
