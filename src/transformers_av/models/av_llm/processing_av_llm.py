@@ -14,10 +14,12 @@ from .configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from .token_counts import linear_connector_token_count, split_into_segments
 from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
+from ...media.remote import reuse_downloads
 from ...media.video import load_video
 from ..common.processing_common import (
     vicuna_chat_template,
     check_padding_side,
+    check_waveform_rate,
     describe,
     is_media_file,
     naming_the_sample,
@@ -180,7 +182,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
 
         samples = []
         for index in range(batch_size):
-            with naming_the_sample(index):
+            with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
                 samples.append(
                     self._load_sample(texts[index], videos[index], audio[index], images[index], sampling_rate,
                                       use_video_audio)
@@ -214,6 +216,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         """Decide the sample's modalities, load only those media, and write its prompt."""
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
+        check_waveform_rate(audio, sampling_rate)
         named = [key for key, token in MODALITY_TOKENS.items() if token in text]
         if len(named) > 1:
             raise ValueError(f"the prompt names several modalities ({', '.join(MODALITY_TOKENS[n] for n in named)}); use one.")

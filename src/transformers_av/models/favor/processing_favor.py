@@ -13,10 +13,12 @@ from transformers.processing_utils import ProcessorMixin
 from .windows import WindowPlan, audio_visual_plan
 from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
+from ...media.remote import reuse_downloads
 from ...media.video import load_video
 from ..common.processing_common import (
     vicuna_chat_template,
     check_padding_side,
+    check_waveform_rate,
     describe,
     is_path,
     naming_the_sample,
@@ -198,10 +200,15 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
                                  (("videos", videos), ("audio", audio), ("images", images)))
         answers = per_sample("answers", answers, batch_size)
         qformer_texts = per_sample("qformer_text", qformer_text, batch_size)
+        for i, prompt in enumerate(texts):  # before any media is decoded
+            count = prompt.count(self.audio_visual_token)
+            if count > 1:
+                raise ValueError(f"Prompt {i} holds the placeholder {self.audio_visual_token!r} {count} times; use it "
+                                 "once per sample.")
 
         samples = []
         for index in range(batch_size):
-            with naming_the_sample(index):
+            with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
                 samples.append(
                     self._load_sample_media(
                         videos[index], audio[index], images[index], sampling_rate, use_video_audio
@@ -237,6 +244,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         frames, is_image, waveform = None, False, None
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
+        check_waveform_rate(audio, sampling_rate)
         if video is not None:
             clip = load_video(
                 video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds,
@@ -265,10 +273,13 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         if not any(counts):
             return
         size = self.image_processor.size
-        pixels = torch.zeros(len(samples), max(counts), 3, size, size)
-        for i, sample in enumerate(samples):
-            if counts[i]:
-                pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
+        if len(samples) == 1:  # the array the frames were decoded into, not a copy (a long video's pixels are GBs)
+            pixels = torch.from_numpy(samples[0]["frames"])[None]
+        else:
+            pixels = torch.zeros(len(samples), max(counts), 3, size, size)
+            for i, sample in enumerate(samples):
+                if counts[i]:
+                    pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
         encoding["pixel_values_videos"] = pixels
         encoding["video_frame_mask"] = torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]
         encoding["video_is_image"] = torch.tensor([s["is_image"] for s in samples])
@@ -330,9 +341,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         tokenizer, token = self.tokenizer, self.audio_visual_token
         rows, label_rows, instructions = [], [], []
         for i, text in enumerate(texts):
-            count = text.count(token)
-            if count > 1:
-                raise ValueError(f"Prompt {i} holds the placeholder {token!r} {count} times; use it once per sample.")
+            count = text.count(token)  # at most 1: checked in __call__
             if count == 1 and not has_media[i]:
                 raise ValueError(f"Prompt {i} holds the placeholder {token!r} but sample {i} has no video, audio or image.")
             if count == 1:
