@@ -84,3 +84,16 @@ def test_cut_mkv_with_two_tracks(tmp_path):
     with pytest.raises(MediaDecodeError, match="header declares 10.0"):
         load_video(cut)
     assert load_audio(path).duration == pytest.approx(10.0, abs=0.1)  # the whole file passes
+
+
+def test_probe_finds_the_cut_without_decoding_it(cut_mp4):
+    from transformers_av.media import MediaProbe, probe_media
+
+    full, cut = cut_mp4
+    video = probe_media(full, "video")
+    assert video == MediaProbe("video", 10.0, ("video", "audio"))
+    assert probe_media(full, "audio").duration == pytest.approx(10.0, abs=0.1)
+    for kind in ("video", "audio"):
+        with pytest.raises(MediaDecodeError, match=rf"cut.mp4': the {kind} stream stops at \d+\.\d{{3}} s but the "
+                                                   r"header declares 10.0\d\d s: the file is truncated or damaged"):
+            probe_media(cut, kind)

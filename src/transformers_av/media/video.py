@@ -14,8 +14,14 @@ video the frames are bit-identical to the official ones (RGB conversion is PyAV'
 without one, the presentation time of the last packet. A file whose duration is needed but is neither in the header
 nor readable from its packets raises `MediaDecodeError`.
 
-``max_seconds`` keeps the FIRST ``max_seconds`` of a video (decoding stops there) and logs a warning when something
-is cut; nothing else is dropped silently.
+Length policy. ``max_seconds`` keeps the FIRST ``max_seconds`` of a video (decoding stops there) and logs a warning
+when something is cut; nothing else is dropped silently. Its default keeps the whole video (``"clip_ends"``: the
+official 60 s). The kept frames are written into one array sized before the first frame is stored (see
+`frame_conversion`), so a video that will need more than `frame_conversion.LARGE_FRAMES_BYTES` is announced by a
+warning giving the figure before it is decoded; a progress bar appears when decoding takes more than a few seconds.
+
+Orientation. Frames come out upright: the stream's display matrix (what phones write), or its ``rotate`` tag, is
+applied to each kept frame (`orientation`); ``size=`` and ``source_size`` are the upright sizes.
 
 Errors (all name the input): a missing file raises ``FileNotFoundError``; a file FFmpeg cannot read, a corrupt or
 truncated container, or a video with no decodable frame raises `MediaDecodeError`; a file without a video track raises
@@ -25,11 +31,12 @@ truncated container, or a video with no decodable frame raises `MediaDecodeError
 Truncated files: an mp4 / mov cut short usually loses its index (the ``moov`` atom is written at the end), so it
 cannot be opened -> `MediaDecodeError`. An error raised by FFmpeg while demuxing / decoding also becomes a
 `MediaDecodeError` (with the number of frames decoded before it). A container that simply ends early without an error
-(mkv / webm / faststart mp4 cut short) yields the frames that can be read: ``sampling="fps"`` samples only up to the
-last decoded frame (a warning is logged when the header promised a longer stream), ``"uniform"`` keeps its targets
-over the header duration (those past the last decoded frame take that frame), while ``"clip_ends"`` raises
-`MediaDecodeError` when a clip of the header duration lies beyond the decoded frames (the official code fails there
-too: "No clip found").
+(mkv / webm / faststart mp4 cut short) is caught by comparing where its frames stop with the duration its header
+declares (`sources.is_cut_short`): `MediaDecodeError` naming both durations. With ``allow_partial=True`` (both cases)
+the frames that can be read are used, with a warning: ``sampling="fps"`` samples only up to the last decoded frame,
+``"uniform"`` keeps its targets over the header duration (those past the last decoded frame take that frame), while
+``"clip_ends"`` still raises `MediaDecodeError` when a clip of the header duration lies beyond the decoded frames (the
+official code fails there too: "No clip found").
 
 PyAV (and Pillow, for in-memory frames given as images or resized) are imported lazily.
 """
