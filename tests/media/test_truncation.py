@@ -97,3 +97,24 @@ def test_probe_finds_the_cut_without_decoding_it(cut_mp4):
         with pytest.raises(MediaDecodeError, match=rf"cut.mp4': the {kind} stream stops at \d+\.\d{{3}} s but the "
                                                    r"header declares 10.0\d\d s: the file is truncated or damaged"):
             probe_media(cut, kind)
+
+
+def test_cut_wav(tmp_path, caplog):
+    """soundfile and FFmpeg size a WAV by the bytes present: the data chunk's declared size tells the cut."""
+    from transformers_av.media import probe_media
+    from transformers_av.synthetic.media import write_wav
+
+    full = write_wav(tmp_path / "full.wav", make_tone(440.0, 4.0, sampling_rate=16000), 16000)  # 16-bit mono
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 2 * 16000 * 2])  # the header and the first 2 s
+    with pytest.raises(MediaDecodeError, match=r"cut.wav': the audio stops at 2.000 s but the header declares "
+                                               r"4.000 s: the file is truncated or damaged"):
+        load_audio(cut)
+    with pytest.raises(MediaDecodeError, match=r"cut.wav': the audio stream stops at 2.000 s but the header "
+                                               r"declares 4.000 s"):
+        probe_media(cut, "audio")
+    with caplog.at_level(logging.WARNING, logger="transformers_av.media"):
+        head = load_audio(cut, allow_partial=True)
+    assert head.partial and head.duration == 2.0 and "allow_partial=True" in caplog.text
+    np.testing.assert_array_equal(head.waveform, load_audio(full).waveform[: 2 * 16000])
+    assert probe_media(full, "audio").duration == pytest.approx(4.0)

@@ -12,8 +12,9 @@ file objects) with PyAV; both are imported lazily. Samples are concatenated in d
 
 Truncated or damaged files: a sound track decoded with PyAV that stops well before the duration its header declares
 (`sources.is_cut_short`), or that FFmpeg cannot decode to the end, raises `MediaDecodeError` naming both
-durations; ``allow_partial=True`` keeps the samples decoded before, with a warning (``AudioClip.partial``).
-(soundfile and FFmpeg both size a WAV by the bytes present, so a cut WAV is read short without notice.)
+durations; ``allow_partial=True`` keeps the samples decoded before, with a warning (``AudioClip.partial``). A WAV
+file is checked against the size of its ``data`` chunk (soundfile and FFmpeg both size a WAV by the bytes present, so
+a cut WAV would otherwise be read short without notice; `wav_cut_short`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .sources import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AudioClip", "has_audio_track", "load_audio", "resample_audio"]
+__all__ = ["AudioClip", "has_audio_track", "load_audio", "resample_audio", "wav_cut_short"]
 
 #: Files read with soundfile first (PyAV is the fallback and handles everything else).
 _SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
@@ -207,9 +208,46 @@ def _read_encoded(
             if data.shape[1] == 0:
                 raise MediaDecodeError(f"{name}: the audio file has no samples")
             limit = max_samples_at(rate)
-            return data, rate, channels, limit is not None and data.shape[1] >= limit, False
+            partial = False
+            cut = wav_cut_short(path)
+            if cut is not None:
+                partial = True
+                message = (f"{name}: the audio stops at {cut[1]:.3f} s but the header declares {cut[0]:.3f} s: the "
+                           "file is truncated or damaged")
+                if not allow_partial:
+                    raise MediaDecodeError(f"{message}. Pass allow_partial=True to use the decoded part.")
+                logger.warning("%s; keeping the decoded part (allow_partial=True).", message)
+            return data, rate, channels, limit is not None and data.shape[1] >= limit, partial
     opener = ContainerOpener(source, name)  # `name`: the URL rather than its temporary copy
     return _read_av_audio(opener, max_samples_at, allow_partial)
+
+
+def wav_cut_short(path: str | os.PathLike) -> tuple[float, float] | None:
+    """``(declared, present)`` seconds of a WAV file whose ``data`` chunk holds fewer bytes than its header declares
+    (by more than `sources.is_cut_short` allows), else ``None`` (also for other files and for streamed WAVs, whose
+    writers leave the size 0 or 0xFFFFFFFF)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"fmt ":
+                fmt = handle.read(size + size % 2)
+                byte_rate = int.from_bytes(fmt[8:12], "little") if len(fmt) >= 12 else None
+            elif kind == b"data":
+                break
+            else:
+                handle.seek(size + size % 2, os.SEEK_CUR)
+        present = os.fstat(handle.fileno()).st_size - handle.tell()
+    if not byte_rate or size in (0, 0xFFFFFFFF) or present >= size:
+        return None
+    declared, available = Fraction(size, byte_rate), Fraction(present, byte_rate)
+    return (float(declared), float(available)) if is_cut_short(declared, True, available) else None
 
 
 def _read_soundfile(path: str, max_samples_at: Callable[[int], int | None]) -> tuple[np.ndarray, int, int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from .audio import wav_cut_short
 from .errors import MediaDecodeError, describe_source
 from .image import load_image
 from .remote import downloaded
@@ -80,6 +81,10 @@ def _probe_container(opener: ContainerOpener, kind: str) -> MediaProbe:
             raise MediaDecodeError(f"Reading the {kind} packets of {name} failed after {packets}: {error}") from error
         if packets == 0:
             raise MediaDecodeError(f"{name}: the {kind} stream has no packets (empty or corrupt)")
+        if kind == "audio" and isinstance(opener.target, str):  # a WAV's declared size is in its data chunk
+            cut = wav_cut_short(opener.target)
+            if cut is not None:
+                declared, end, exact = Fraction(cut[0]), Fraction(cut[1]), True
         if end is not None and is_cut_short(declared, exact, end):
             raise MediaDecodeError(
                 f"{name}: the {kind} stream stops at {float(end):.3f} s but the header declares "
