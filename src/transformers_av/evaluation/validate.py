@@ -46,7 +46,8 @@ def checked_samples(
         except ValueError as error:
             problems[where] = [str(error)]
             continue
-        rows.append((where, {kind: str(path if Path(path).is_absolute() else root / path) for kind, path in media.items()}))
+        resolved = {kind: str(path if Path(path).is_absolute() else root / path) for kind, path in media.items()}
+        rows.append((where, resolved))
     problems.update(find_bad_media(rows, progress=progress))
     if not problems:
         return list(samples)

@@ -106,9 +106,9 @@ def load_audio(
 
     Args:
         source: a path to an audio file (wav / flac / ogg: soundfile; mp3 / m4a / aac / opus / anything else: PyAV)
-            or to a VIDEO file (its first audio stream), an ``http(s)://`` URL of one (downloaded first), bytes, a seekable file-like object (PyAV), or a numpy /
-            torch waveform ``(samples,)``, ``(channels, samples)`` or ``(samples, channels)`` (float in ``[-1, 1]``
-            or integer PCM) -- then ``source_sampling_rate`` is required.
+            or to a VIDEO file (its first audio stream), an ``http(s)://`` URL of one (downloaded first), bytes, a
+            seekable file-like object (PyAV), or a numpy / torch waveform ``(samples,)``, ``(channels, samples)`` or
+            ``(samples, channels)`` (float in ``[-1, 1]`` or integer PCM) -- then ``source_sampling_rate`` is required.
         sampling_rate: output rate (16 kHz for Whisper / BEATs).
         max_seconds: keep the first ``max_seconds`` (decoding stops shortly after; the result equals, to float
             rounding, the first samples of the full decode). A warning is logged when audio is cut.
@@ -291,10 +291,12 @@ def _read_av_audio(
                     break
         except av.FFmpegError as error:
             if not allow_partial or total == 0:
+                where = ""
+                if declared and rate:
+                    where = f" ({total / rate:.3f} s of the {declared:.3f} s its header declares)"
+                advice = ". Pass allow_partial=True to use the decoded part." if total else ""
                 raise MediaDecodeError(
-                    f"Decoding the audio of {name} failed after {total} samples"
-                    + (f" ({total / rate:.3f} s of the {declared:.3f} s its header declares)" if declared and rate else "")
-                    + f": {error}" + (". Pass allow_partial=True to use the decoded part." if total else "")
+                    f"Decoding the audio of {name} failed after {total} samples{where}: {error}{advice}"
                 ) from error
             failure = error
         finally:

@@ -31,7 +31,9 @@ DOWNLOAD_RETRIES = 3
 DOWNLOAD_TIMEOUT_SECONDS = 30.0
 _CHUNK_BYTES = 1 << 20
 #: URL -> local copy, while a `reuse_downloads` block runs (None outside one).
-_SHARED: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("transformers_av_downloads", default=None)
+_SHARED: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "transformers_av_downloads", default=None
+)
 
 
 def is_url(source: Any) -> bool:

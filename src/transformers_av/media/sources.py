@@ -170,7 +170,9 @@ def declared_duration(container, stream) -> tuple[Fraction | None, bool]:
     return None, False
 
 
-def is_cut_short(declared: Fraction | None, exact: bool, decoded: Fraction, frame_period: Fraction = Fraction(0)) -> bool:
+def is_cut_short(
+    declared: Fraction | None, exact: bool, decoded: Fraction, frame_period: Fraction = Fraction(0)
+) -> bool:
     """Whether a stream decoded up to `decoded` seconds ends too early for its `declared` duration (see
     `declared_duration`): by more than `TRUNCATION_TOLERANCE_SECONDS` or 3 frame periods -- or, when the duration
     is only the container's (`exact` false; tracks may legitimately end before the longest one), by more than 2 s and

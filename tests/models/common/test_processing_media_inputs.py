@@ -77,8 +77,8 @@ def test_waveform_inputs(processors, family):
     assert as_list["input_ids"].shape[0] == 1
     for key in as_array:
         torch.testing.assert_close(as_list[key], as_array[key], rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"^Sample 0: the audio is a waveform in memory \(ndarray of shape \(16000,\)\): "
-                                         r"give its sample rate with `sampling_rate=`"):
+    message = r"^Sample 0: the audio is a waveform in memory \(ndarray of shape \(16000,\)\): give its sample rate"
+    with pytest.raises(ValueError, match=message + r" with `sampling_rate=`"):
         processor(text="Hi?", audio=samples)
 
 
@@ -88,3 +88,23 @@ def test_doubled_placeholder_is_refused_before_decoding(processors):
     # the video does not exist: the placeholder error must come first (nothing is decoded)
     with pytest.raises(ValueError, match=rf"Prompt 0 holds the placeholder '{token}' 2 times"):
         processor(text=f"{token} and {token}", videos="/no/such/video.mp4")
+
+
+@pytest.mark.parametrize("family", ["favor", "av_llm"])
+def test_a_truncated_video_is_refused_unless_partial_media_are_allowed(processors, family, tmp_path):
+    from transformers_av.media import MediaDecodeError
+    from transformers_av.synthetic.media import make_frames, write_video
+
+    full = write_video(tmp_path / "full.mkv", make_frames(32, 32, 32), 8, lossless=True)  # 4 s
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    processor = processors[family]
+    with pytest.raises(MediaDecodeError, match=r"^Sample 0: .*cut.mkv': the video frames stop at .* but the header "
+                                               r"declares 4.000 s"):
+        processor(text="What happens?", videos=str(cut))
+    partial = processor(text="What happens?", videos=str(cut), allow_partial=True)
+    whole = processor(text="What happens?", videos=str(full))
+    if family == "favor":  # 2 fps over the decoded part only
+        assert 0 < partial["video_frame_mask"].sum() < whole["video_frame_mask"].sum() == 8
+    else:  # the uniform sampler keeps its 4 frames, the last decoded one filling the later targets
+        assert partial["pixel_values_videos"].shape == whole["pixel_values_videos"].shape

@@ -151,6 +151,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         *,
         sampling_rate: int | None = None,
         use_video_audio: bool = True,
+        allow_partial: bool = False,
         padding_side: str = "left",
         max_length: int | None = None,
         return_tensors: str | None = "pt",
@@ -165,6 +166,8 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
                 (numpy/torch, with `sampling_rate`), frames (T, H, W, 3) uint8, PIL images.
             answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
             use_video_audio: take a video's own sound track when no `audio` is given.
+            allow_partial: use the decoded part of a truncated or damaged media file (with a warning) instead of
+                raising `MediaDecodeError`.
             padding_side: "left" (generation) or "right".
             max_length: truncate answers so that a sample fits; the prompt and its media tokens are never cut.
         """
@@ -185,7 +188,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
                 samples.append(
                     self._load_sample(texts[index], videos[index], audio[index], images[index], sampling_rate,
-                                      use_video_audio)
+                                      use_video_audio, allow_partial)
                 )
         encoding: dict[str, Any] = {}
         self._add_frames(encoding, samples)
@@ -212,7 +215,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             encoding["labels"] = padded["labels"]
         return BatchFeature(encoding, tensor_type=return_tensors)
 
-    def _load_sample(self, text, video, audio, image, sampling_rate, use_video_audio) -> dict[str, Any]:
+    def _load_sample(self, text, video, audio, image, sampling_rate, use_video_audio, allow_partial) -> dict[str, Any]:
         """Decide the sample's modalities, load only those media, and write its prompt."""
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
@@ -250,7 +253,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         if wants_visual and video is not None:
             frames = load_video(
                 video, sampling="uniform", num_frames=self.num_frames, max_seconds=self.max_video_seconds,
-                frames_transform=self._frames_to_pixels,
+                frames_transform=self._frames_to_pixels, allow_partial=allow_partial,
             ).frames  # (T, 3, H, W) model pixels
         elif wants_visual:
             frames = self._frames_to_pixels(load_image(image)[None])  # (1, 3, H, W)
@@ -260,6 +263,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             waveform = load_audio(
                 source, sampling_rate=self.sampling_rate, source_sampling_rate=None if own_track else sampling_rate,
                 max_seconds=self.max_video_seconds if own_track else None,  # the same span as the frames
+                allow_partial=allow_partial,
             ).waveform
             if not np.isfinite(waveform).all():
                 raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")

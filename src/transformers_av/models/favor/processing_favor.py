@@ -172,6 +172,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         qformer_text: str | list[str] | None = None,
         sampling_rate: int | None = None,
         use_video_audio: bool = True,
+        allow_partial: bool = False,
         padding_side: str = "left",
         max_length: int | None = None,
         return_tensors: str | None = "pt",
@@ -187,6 +188,8 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
             qformer_text: the instruction given to the visual Q-Former (default: the question).
             use_video_audio: take a video's own sound track when no `audio` is given.
+            allow_partial: use the decoded part of a truncated or damaged media file (with a warning) instead of
+                raising `MediaDecodeError`.
             padding_side: "left" (generation) or "right".
             max_length: truncate answers so that a sample fits; the prompt and its placeholder run are never cut.
         """
@@ -211,7 +214,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
                 samples.append(
                     self._load_sample_media(
-                        videos[index], audio[index], images[index], sampling_rate, use_video_audio
+                        videos[index], audio[index], images[index], sampling_rate, use_video_audio, allow_partial
                     )
                 )
 
@@ -239,7 +242,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         frames are ever held at full resolution)."""
         return self.image_processor.preprocess_frames(frames).numpy()
 
-    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio) -> dict[str, Any]:
+    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio, allow_partial) -> dict[str, Any]:
         """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and a 16 kHz waveform."""
         frames, is_image, waveform = None, False, None
         if video is not None and image is not None:
@@ -248,16 +251,16 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         if video is not None:
             clip = load_video(
                 video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds,
-                frames_transform=self._frames_to_pixels,
+                frames_transform=self._frames_to_pixels, allow_partial=allow_partial,
             )
             frames = clip.frames  # (T, 3, size, size) model pixels
             if audio is None and use_video_audio and is_path(video) and has_audio_track(video):
-                waveform = load_audio(video, sampling_rate=SAMPLING_RATE).waveform
+                waveform = load_audio(video, sampling_rate=SAMPLING_RATE, allow_partial=allow_partial).waveform
         if image is not None:
             frames, is_image = self._frames_to_pixels(load_image(image)[None]), True
         if audio is not None:
             waveform = load_audio(
-                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
+                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate, allow_partial=allow_partial
             ).waveform
         if waveform is not None and not np.isfinite(waveform).all():
             source = audio if audio is not None else video
