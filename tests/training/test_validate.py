@@ -92,7 +92,7 @@ def test_train_checks_the_data_before_building_anything(manifest, tmp_path):
     assert len(load_av_dataset(kept, media_root=root)) == 2
 
 
-def test_evaluate_checks_the_samples(manifest, tmp_path):
+def test_evaluate_checks_the_samples(manifest, tmp_path, capsys):
     root = manifest.parent
     data = tmp_path / "eval.jsonl"
     rows = [{"id": "a", "question": "q", "choices": ["x", "y"], "answer": "x", "video": "good.mp4"},
@@ -100,7 +100,8 @@ def test_evaluate_checks_the_samples(manifest, tmp_path):
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     code = ["evaluate", "--model", str(tmp_path / "no-model"), "--task", "nextqa_mc", "--data", str(data),
             "--media-root", str(root), "--output", str(tmp_path / "out"), "--no-progress"]
-    with pytest.raises(ValueError, match=rf"{data}: 1 of 2 samples have bad media:\n  line 2 \(sample 'b'\): video: "):
-        main(code)  # stops before the model is even loaded
+    assert main(code) == 2  # stops before the model is even loaded: one error, every bad sample on its own line
+    err = capsys.readouterr().err
+    assert f"transformers-av evaluate: error: {data}: 1 of 2 samples have bad media:\n    line 2 (sample 'b'): video: " in err
     kept = checked_samples(rows, get_task("nextqa_mc"), data, root, skip_bad_rows=True, progress=False)
     assert [sample["id"] for sample in kept] == ["a"]
