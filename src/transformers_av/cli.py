@@ -1,4 +1,5 @@
-"""`transformers-av` command line: run a demo, convert official checkpoints, list presets, fine-tune (`train`)."""
+"""`transformers-av` command line: run a demo, convert official checkpoints, list presets, fine-tune (`train`), check a
+training manifest (`validate-data`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .presets import AV_LLM_PRESETS, PRESETS, TINY_MODELS, favor_preset, preset_
 from .synthetic.media import make_av_clip
 from .training.cli import run_from_args as run_train
 from .training.settings import train_argument_parser
+from .training.validate import add_validate_data_arguments, run_validate_data
 
 
 def _convert(args) -> int:
@@ -166,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[train_argument_parser(add_help=False)],  # the options HfArgumentParser builds from TrainSettings
     )
     train.set_defaults(func=run_train)
+
+    validate = sub.add_parser(
+        "validate-data", help="check every row and media file of a training manifest; report all bad rows at once",
+        description="Check a training manifest before a run: every row's format and every media file it names "
+                    "(opened, streams, duration, cut-short files), with 1-based line numbers.",
+    )
+    add_validate_data_arguments(validate)
+    validate.set_defaults(func=run_validate_data)
     return parser
 
 

@@ -274,7 +274,8 @@ def test_zero_frame_video(tmp_path):
 
 def test_truncated_files(clips, tmp_path, caplog):
     """mp4 / mov: the index (moov) is at the end, half a file cannot be opened -> MediaDecodeError.
-    mkv: the readable part is decoded (warning: the stream ends before the header duration)."""
+    mkv: the stream ends before the header duration -> MediaDecodeError naming both durations; allow_partial=True
+    decodes the readable part (with a warning)."""
     data = Path(clips["av_mp4"]).read_bytes()
     half = tmp_path / "half.mp4"
     half.write_bytes(data[: len(data) // 2])
@@ -287,9 +288,14 @@ def test_truncated_files(clips, tmp_path, caplog):
     data = full.read_bytes()
     cut = tmp_path / "half.mkv"
     cut.write_bytes(data[: len(data) // 2])
+    for sampling in ("fps", "clip_ends"):
+        with pytest.raises(MediaDecodeError, match=r"half.mkv': the video frames stop at 2.750 s but the header "
+                                                   r"declares 5.000 s: the file is truncated or damaged"):
+            load_video(cut, fps=2, sampling=sampling)
     with caplog.at_level(logging.WARNING, logger="transformers_av.media"):
-        clip = load_video(cut, fps=2)
-    assert "truncated" in caplog.text
+        clip = load_video(cut, fps=2, allow_partial=True)
+    assert "stop at 2.750 s but the header declares 5.000 s" in caplog.text and clip.partial
+    assert not load_video(full, fps=2).partial
     assert 0 < len(clip) < 10 and clip.duration < 5.0
     assert clip.source_frame_indices.tolist() == list(range(0, 4 * len(clip), 4))
     np.testing.assert_array_equal(clip.frames, frames[clip.source_frame_indices])
@@ -306,8 +312,8 @@ def test_decoding_streams_long_video(tmp_path, monkeypatch):
     converted = []
     original = frame_conversion.frame_to_rgb
 
-    def counting(frame, size):
-        array = original(frame, size)
+    def counting(frame, size, orientation):
+        array = original(frame, size, orientation)
         converted.append(array.nbytes)
         return array
 

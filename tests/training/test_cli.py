@@ -188,7 +188,7 @@ def test_a_batch_that_cannot_be_decoded_names_its_row(workspace, tmp_path):
     dataset = load_training_dataset(str(data), None)
     collator = RowNamingCollator(FavorDataCollator(tiny_processor(tiny_config())))
     assert collator([dataset[0]])["video_frame_mask"].sum().item() == 2  # 1 s at 2 fps
-    with pytest.raises(ValueError, match=rf"Cannot build a batch from row 0 of {data}, row 1 of {data}: .*broken\.mp4"):
+    with pytest.raises(ValueError, match=rf"Cannot build a batch from line 1 of {data}, line 2 of {data}: .*broken\.mp4"):
         collator([dataset[0], dataset[1]])
 
 

@@ -87,14 +87,14 @@ def test_load_jsonl_resolves_paths_against_the_file_folder(tmp_path):
 @pytest.mark.parametrize(
     "row, message",
     [
-        ({"video": "a.mp4", "answer": "x"}, "row 1 .*field 'prompt' is missing"),
-        ({"video": "a.mp4", "prompt": "q", "answer": ""}, "row 1 .*field 'answer' must be a non-empty string"),
-        ({"video": 3, "prompt": "q", "answer": "a"}, "row 1 .*field 'video' must be a path"),
-        ({"video": "a.mp4", "image": "b.png", "prompt": "q", "answer": "a"}, "row 1 .*'video' and 'image'"),
+        ({"video": "a.mp4", "answer": "x"}, "line 2 .*field 'prompt' is missing"),
+        ({"video": "a.mp4", "prompt": "q", "answer": ""}, "line 2 .*field 'answer' must be a non-empty string"),
+        ({"video": 3, "prompt": "q", "answer": "a"}, "line 2 .*field 'video' must be a path"),
+        ({"video": "a.mp4", "image": "b.png", "prompt": "q", "answer": "a"}, "line 2 .*'video' and 'image'"),
         ({"video": "a.mp4", "conversations": [{"from": "human", "value": "q"}]},
-         "row 1 .*'conversations' must end with an assistant turn"),
+         "line 2 .*'conversations' must end with an assistant turn"),
         ({"video": "a.mp4", "conversations": [{"from": "gpt", "value": "a"}]},
-         r"row 1 .*'conversations\[0\]' is a 'assistant' turn"),
+         r"line 2 .*'conversations\[0\]' is a 'assistant' turn"),
         ({"video": "a.mp4", "conversations": [{"from": "robot", "value": "q"}]}, r"conversations\[0\]' has role 'robot'"),
         ({"video": "a.mp4", "conversations": [{"from": "human"}]}, r"conversations\[0\]' needs a non-empty string"),
         ({"video": "a.mp4", "prompt": "q", "answer": "a", "conversations": [

@@ -28,6 +28,7 @@ from .runner import generate_answers, score, write_model_index, write_summary
 from .scoring import CAPTION_TOKENIZERS
 from .sharding import merge_in_manifest_order, predictions_file, read_all_predictions, shard
 from .tasks import CHOICE_FORMATS, RULES, TASKS, get_task
+from .validate import checked_samples
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--judge-transformers", help="a local transformers causal LM (path or Hub id) as judge")
     parser.add_argument("--model-card", help="write the result into this model card's model-index (README.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-validate-data", action="store_true",
+                        help="do not probe every media file before generating (on by default: all bad samples are "
+                             "reported at once)")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="leave samples with bad media out of the evaluation (listed on stderr) instead of stopping")
     parser.add_argument("--list-tasks", action="store_true", help="print the tasks and their manifest fields")
     parser.add_argument("--convert-save", metavar="ANNOTATION_JSON",
                         help="convert a SAVE annotation file (SAVEBench/*.json) into the manifest --data, then stop")
@@ -109,6 +115,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     samples = load_manifest(args.data)
     if args.limit is not None:
         samples = samples[: args.limit]
+    if not args.no_validate_data:
+        samples = checked_samples(samples, task, args.data, args.media_root, skip_bad_rows=args.skip_bad_rows,
+                                  progress=not args.no_progress)
     output = Path(args.output)
     # One process, or one shard per process under `accelerate launch` (each on its own device when on GPUs; gloo
     # between CPU processes, which accelerate only sets up when told the run is on CPU).

@@ -9,6 +9,12 @@ wav / flac / ogg / aiff files are read with soundfile, everything else (mp3, m4a
 file objects) with PyAV; both are imported lazily. Samples are concatenated in decode order from the first audio stream
 (FFmpeg drops codec priming samples); a sound track that starts later than its video is not shifted or padded.
 ``max_seconds`` keeps the FIRST ``max_seconds`` (decoding stops shortly after) and logs a warning when it cuts.
+
+Truncated or damaged files: a sound track decoded with PyAV that stops well before the duration its header declares
+(`sources.is_cut_short`), or that FFmpeg cannot decode to the end, raises `MediaDecodeError` naming both
+durations; ``allow_partial=True`` keeps the samples decoded before, with a warning (``AudioClip.partial``). A WAV
+file is checked against the size of its ``data`` chunk (soundfile and FFmpeg both size a WAV by the bytes present, so
+a cut WAV would otherwise be read short without notice; `wav_cut_short`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +32,23 @@ import numpy as np
 
 from .arguments import optional_positive
 from .errors import MediaDecodeError, describe_source
-from .sources import ContainerOpener, check_file, first_stream, import_av, is_encoded, is_path, is_torch_tensor
+from .progress import DecodeProgress
+from .remote import downloaded
+from .sources import (
+    ContainerOpener,
+    check_file,
+    declared_duration,
+    first_stream,
+    import_av,
+    is_cut_short,
+    is_encoded,
+    is_path,
+    is_torch_tensor,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AudioClip", "has_audio_track", "load_audio", "resample_audio"]
+__all__ = ["AudioClip", "has_audio_track", "load_audio", "resample_audio", "wav_cut_short"]
 
 #: Files read with soundfile first (PyAV is the fallback and handles everything else).
 _SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
@@ -49,6 +68,8 @@ class AudioClip:
         source_channels: number of channels of the source.
         truncated: ``True`` when ``max_seconds`` cut the waveform.
         source: a description of the input (path) for messages.
+        partial: ``True`` when the file ended (or broke) well before its declared duration and ``allow_partial=True``
+            let the decoded part through.
     """
 
     waveform: np.ndarray
@@ -58,17 +79,19 @@ class AudioClip:
     source_channels: int
     truncated: bool = False
     source: str | None = field(default=None, repr=False)
+    partial: bool = False
 
 
 def has_audio_track(source: Any) -> bool:
-    """Whether a media file (path, bytes or seekable file-like) has an audio stream."""
-    opener = ContainerOpener(source)
-    container = opener.open()
-    try:
-        return len(container.streams.audio) > 0
-    finally:
-        container.close()
-        opener.rewind()
+    """Whether a media file (path, URL, bytes or seekable file-like) has an audio stream."""
+    with downloaded(source) as local:
+        opener = ContainerOpener(local)
+        container = opener.open()
+        try:
+            return len(container.streams.audio) > 0
+        finally:
+            container.close()
+            opener.rewind()
 
 
 def load_audio(
@@ -77,25 +100,28 @@ def load_audio(
     sampling_rate: int = 16000,
     max_seconds: float | None = None,
     source_sampling_rate: int | None = None,
+    allow_partial: bool = False,
 ) -> AudioClip:
     """Load a mono waveform at ``sampling_rate``.
 
     Args:
         source: a path to an audio file (wav / flac / ogg: soundfile; mp3 / m4a / aac / opus / anything else: PyAV)
-            or to a VIDEO file (its first audio stream), bytes, a seekable file-like object (PyAV), or a numpy /
-            torch waveform ``(samples,)``, ``(channels, samples)`` or ``(samples, channels)`` (float in ``[-1, 1]``
-            or integer PCM) -- then ``source_sampling_rate`` is required.
+            or to a VIDEO file (its first audio stream), an ``http(s)://`` URL of one (downloaded first), bytes, a
+            seekable file-like object (PyAV), or a numpy / torch waveform ``(samples,)``, ``(channels, samples)`` or
+            ``(samples, channels)`` (float in ``[-1, 1]`` or integer PCM) -- then ``source_sampling_rate`` is required.
         sampling_rate: output rate (16 kHz for Whisper / BEATs).
         max_seconds: keep the first ``max_seconds`` (decoding stops shortly after; the result equals, to float
             rounding, the first samples of the full decode). A warning is logged when audio is cut.
         source_sampling_rate: rate of an in-memory waveform (ignored for files, which carry their own rate).
+        allow_partial: accept a truncated or damaged file (see the module docstring) with a warning instead of an
+            error.
 
     Returns:
         an `AudioClip`: channels averaged, resampled with `resample_audio`.
 
     Raises:
         NoAudioTrackError: the file has no audio stream (e.g. a silent video); see `has_audio_track`.
-        MediaDecodeError: unreadable / corrupt file.
+        MediaDecodeError: unreadable / corrupt / truncated file.
     """
     sampling_rate = _positive_rate(sampling_rate, "sampling_rate")
     max_seconds_f = optional_positive(max_seconds, "max_seconds")
@@ -106,9 +132,11 @@ def load_audio(
         # a margin past the cut so that the resampled head equals the head of the full resampled waveform
         return int(math.ceil(max_seconds_f * rate)) + rate // 10 + 64
 
+    partial = False
     if is_encoded(source):
         name = describe_source(source)
-        data, rate, channels, more = _read_encoded(source, name, max_samples_at)
+        with downloaded(source) as local:
+            data, rate, channels, more, partial = _read_encoded(local, name, max_samples_at, allow_partial)
     elif isinstance(source, (np.ndarray, list, tuple)) or is_torch_tensor(source):
         name = f"<{type(source).__name__} waveform>"
         if source_sampling_rate is None:
@@ -150,6 +178,7 @@ def load_audio(
         source_channels=int(channels),
         truncated=truncated,
         source=name,
+        partial=partial,
     )
 
 
@@ -160,14 +189,14 @@ def _positive_rate(value: Any, name: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# reading samples: (channels, samples) float32, the source rate and channel count, and whether more samples followed
-# the `max_samples_at(rate)` read
+# reading samples: (channels, samples) float32, the source rate and channel count, whether more samples followed
+# the `max_samples_at(rate)` read, and whether the file ended early (allow_partial)
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def _read_encoded(
-    source: Any, name: str, max_samples_at: Callable[[int], int | None]
-) -> tuple[np.ndarray, int, int, bool]:
+    source: Any, name: str, max_samples_at: Callable[[int], int | None], allow_partial: bool
+) -> tuple[np.ndarray, int, int, bool, bool]:
     """A file or buffer: soundfile for the formats it reads (fast, exact), PyAV for the rest and as the fallback."""
     if is_path(source) and Path(os.fspath(source)).suffix.lower() in _SOUNDFILE_EXTENSIONS:
         path = str(check_file(source))
@@ -179,8 +208,46 @@ def _read_encoded(
             if data.shape[1] == 0:
                 raise MediaDecodeError(f"{name}: the audio file has no samples")
             limit = max_samples_at(rate)
-            return data, rate, channels, limit is not None and data.shape[1] >= limit
-    return _read_av_audio(ContainerOpener(source), max_samples_at)
+            partial = False
+            cut = wav_cut_short(path)
+            if cut is not None:
+                partial = True
+                message = (f"{name}: the audio stops at {cut[1]:.3f} s but the header declares {cut[0]:.3f} s: the "
+                           "file is truncated or damaged")
+                if not allow_partial:
+                    raise MediaDecodeError(f"{message}. Pass allow_partial=True to use the decoded part.")
+                logger.warning("%s; keeping the decoded part (allow_partial=True).", message)
+            return data, rate, channels, limit is not None and data.shape[1] >= limit, partial
+    opener = ContainerOpener(source, name)  # `name`: the URL rather than its temporary copy
+    return _read_av_audio(opener, max_samples_at, allow_partial)
+
+
+def wav_cut_short(path: str | os.PathLike) -> tuple[float, float] | None:
+    """``(declared, present)`` seconds of a WAV file whose ``data`` chunk holds fewer bytes than its header declares
+    (by more than `sources.is_cut_short` allows), else ``None`` (also for other files and for streamed WAVs, whose
+    writers leave the size 0 or 0xFFFFFFFF)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"fmt ":
+                fmt = handle.read(size + size % 2)
+                byte_rate = int.from_bytes(fmt[8:12], "little") if len(fmt) >= 12 else None
+            elif kind == b"data":
+                break
+            else:
+                handle.seek(size + size % 2, os.SEEK_CUR)
+        present = os.fstat(handle.fileno()).st_size - handle.tell()
+    if not byte_rate or size in (0, 0xFFFFFFFF) or present >= size:
+        return None
+    declared, available = Fraction(size, byte_rate), Fraction(present, byte_rate)
+    return (float(declared), float(available)) if is_cut_short(declared, True, available) else None
 
 
 def _read_soundfile(path: str, max_samples_at: Callable[[int], int | None]) -> tuple[np.ndarray, int, int]:
@@ -194,8 +261,8 @@ def _read_soundfile(path: str, max_samples_at: Callable[[int], int | None]) -> t
 
 
 def _read_av_audio(
-    opener: ContainerOpener, max_samples_at: Callable[[int], int | None]
-) -> tuple[np.ndarray, int, int, bool]:
+    opener: ContainerOpener, max_samples_at: Callable[[int], int | None], allow_partial: bool
+) -> tuple[np.ndarray, int, int, bool, bool]:
     av = import_av()
     name = opener.name
     container = opener.open()
@@ -204,7 +271,11 @@ def _read_av_audio(
         rate = stream.rate or stream.codec_context.sample_rate
         channels = stream.codec_context.channels or stream.layout.nb_channels
         limit = max_samples_at(rate) if rate else None
-        chunks, total, more = [], 0, False
+        declared, exact = declared_duration(container, stream)
+        declared = None if declared is None else float(declared)
+        expected = declared if limit is None or not rate else min(declared or math.inf, limit / rate)
+        progress = DecodeProgress(name, expected if expected != math.inf else None, "audio")
+        chunks, total, more, failure = [], 0, False, None
         try:
             for frame in container.decode(stream):
                 if not rate:
@@ -214,13 +285,33 @@ def _read_av_audio(
                 channels = chunk.shape[0]
                 chunks.append(chunk)
                 total += chunk.shape[1]
+                progress.advance_to(total / rate)
                 if limit is not None and total >= limit:
                     more = True
                     break
         except av.FFmpegError as error:
-            raise MediaDecodeError(
-                f"Decoding the audio of {name} failed after {total} samples: {error}"
-            ) from error
+            if not allow_partial or total == 0:
+                where = ""
+                if declared and rate:
+                    where = f" ({total / rate:.3f} s of the {declared:.3f} s its header declares)"
+                advice = ". Pass allow_partial=True to use the decoded part." if total else ""
+                raise MediaDecodeError(
+                    f"Decoding the audio of {name} failed after {total} samples{where}: {error}{advice}"
+                ) from error
+            failure = error
+        finally:
+            progress.close()
+        partial = False
+        if not more and total and is_cut_short(None if declared is None else Fraction(declared), exact,
+                                               Fraction(total, rate)):
+            partial = True
+            message = (
+                f"{name}: the audio stops at {total / rate:.3f} s but the header declares {declared:.3f} s: the file "
+                "is truncated or damaged" + (f" ({failure})" if failure is not None else "")
+            )
+            if not allow_partial:
+                raise MediaDecodeError(f"{message}. Pass allow_partial=True to use the decoded part.")
+            logger.warning("%s; keeping the decoded part (allow_partial=True).", message)
         if total == 0:
             raise MediaDecodeError(f"{name}: the audio track has no decodable samples (empty or corrupt)")
         if len({c.shape[0] for c in chunks}) != 1:
@@ -228,7 +319,7 @@ def _read_av_audio(
         data = np.concatenate(chunks, axis=1)
         if limit is not None:
             data = data[:, :limit]
-        return data, int(rate), int(channels), more
+        return data, int(rate), int(channels), more, partial
     finally:
         container.close()
 

@@ -1,7 +1,8 @@
 """The errors raised while decoding media, and the short description of an input that starts every message.
 
-Every error names its input, so a bad file in a batch of thousands is found from the message alone. All three error
-types are ``ValueError`` subclasses: code that already catches ``ValueError`` for bad inputs keeps working.
+Every error names its input, so a bad file in a batch of thousands is found from the message alone. The three decoding
+error types are ``ValueError`` subclasses: code that already catches ``ValueError`` for bad inputs keeps working; a URL
+that cannot be downloaded raises `MediaDownloadError`, a ``ConnectionError``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["MediaDecodeError", "NoAudioTrackError", "NoVideoTrackError", "describe_source"]
+__all__ = ["MediaDecodeError", "MediaDownloadError", "NoAudioTrackError", "NoVideoTrackError", "describe_source"]
 
 
 class MediaDecodeError(ValueError):
     """A media file (or buffer) that cannot be opened or decoded: corrupt, truncated, not media, or empty."""
+
+
+class MediaDownloadError(ConnectionError):
+    """An ``http(s)://`` media input that cannot be downloaded: offline mode, no network, or an HTTP error."""
 
 
 class NoAudioTrackError(ValueError):

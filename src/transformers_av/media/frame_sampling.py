@@ -22,6 +22,7 @@ video never sits in memory at full resolution. Nothing here knows about PyAV or 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MediaDecodeError
+from .sources import is_cut_short
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +210,8 @@ class SampledFrames:
         truncated: whether ``max_seconds`` / ``max_frames`` (or the official 60 clip limit) cut the video.
         duration: seconds: the header duration, or up to the end of the last decoded frame when there is none or the
             stream ends early.
+        partial: the stream ended (without an error) well before its header duration and ``allow_partial`` let the
+            decoded part through.
     """
 
     frames: list
@@ -217,6 +221,7 @@ class SampledFrames:
     clip_timepoints: np.ndarray | None
     truncated: bool
     duration: float
+    partial: bool = False
 
 
 def sample_frames(
@@ -231,6 +236,8 @@ def sample_frames(
     clip_duration: Fraction | None,
     header_duration: Fraction | None,
     frame_period: Callable[[TimedFrame], Fraction],
+    declared: tuple[Fraction | None, bool] = (None, False),
+    allow_partial: bool = False,
 ) -> SampledFrames:
     """Run the ``sampling`` sampler over ``frames`` (stopping the decode as soon as it has what it needs).
 
@@ -238,11 +245,16 @@ def sample_frames(
         step: seconds between targets of ``"fps"``.
         limit: ``max_seconds`` as a fraction, or ``None``.
         max_frames: at most this many frames (``"uniform"``: exactly this many, the ``num_frames``).
-        convert: applied once to each kept frame, as soon as it is picked.
+        convert: a `FrameConverter`: called once on each kept frame, as soon as it is picked (told first, through
+            its ``expect``, how many frames to make room for).
         name: the input, for messages.
         clip_duration: the duration the clips (``"clip_ends"``) or the targets (``"uniform"``) are laid over.
         header_duration: the duration the container announces (to notice streams that end early), or ``None``.
         frame_period: how long a decoded frame stays on screen.
+        declared: the stream's declared duration and whether it is its own (`sources.declared_duration`): a stream
+            that ends well before it (`sources.is_cut_short`) is truncated or damaged.
+        allow_partial: decode such a stream as far as it goes, with a warning, instead of raising
+            `MediaDecodeError`.
     """
     clips = None
     cut = False
@@ -262,6 +274,7 @@ def sample_frames(
     else:
         sampler = _FpsSampler(step, limit, max_frames, convert)
 
+    convert.expect(_expected_rows(sampling, step, limit, max_frames, clips, clip_duration, header_duration))
     count = 0
     last = None
     reached_eof = True
@@ -277,15 +290,26 @@ def sample_frames(
         raise MediaDecodeError(f"{name} contains no decodable video frame (zero-length or corrupt video)")
 
     decoded_end = last[1] + frame_period(last) if reached_eof else None
+    # where the stream ends: "clip_ends" stops decoding after its last clip, laid over the stream's length (the last
+    # packet's time when the header has no stream duration), so that length shows a cut-short file too
+    stream_end = decoded_end
+    if stream_end is None and sampling == "clip_ends":
+        stream_end = clip_duration + frame_period(last)
+    partial = stream_end is not None and is_cut_short(*declared, stream_end, frame_period(last))
+    if partial:
+        message = (
+            f"{name}: the video frames stop at {float(stream_end):.3f} s but the header declares "
+            f"{float(declared[0]):.3f} s: the file is truncated or damaged"
+        )
+        if not allow_partial:
+            raise MediaDecodeError(f"{message}. Pass allow_partial=True to use the decoded part.")
+        logger.warning(
+            "%s; %s (allow_partial=True).", message,
+            {"fps": "sampling the decoded part only", "uniform": "the last frame fills the later targets",
+             "clip_ends": "sampling the clips of the decoded part"}[sampling],
+        )
     if sampling in ("fps", "uniform"):
         if reached_eof:
-            tolerance = max(Fraction(1, 2), 3 * frame_period(last))
-            if header_duration is not None and header_duration - decoded_end > tolerance:
-                logger.warning(
-                    "%s: the frames stop at %.3f s but the header says %.3f s (truncated file?); %s.",
-                    name, float(decoded_end), float(header_duration),
-                    "sampling the decoded part only" if sampling == "fps" else "the last frame fills the later targets",
-                )
             # "uniform" keeps all its targets (all < max_frames * step): past the last frame, it stays on screen
             sampler.finish(decoded_end if sampling == "fps" else max_frames * step + 1)
         if sampling == "fps":
@@ -336,4 +360,27 @@ def sample_frames(
         clip_timepoints=clip_array,
         truncated=bool(cut),
         duration=duration,
+        partial=partial,
     )
+
+
+def _expected_rows(
+    sampling: str,
+    step: Fraction,
+    limit: Fraction | None,
+    max_frames: int | None,
+    clips: list | None,
+    clip_duration: Fraction | None,
+    header_duration: Fraction | None,
+) -> int | None:
+    """An upper bound of the frames the sampler will convert (each kept decoded frame once), or ``None``."""
+    if sampling == "clip_ends":
+        expected = 2 * len(clips)
+    elif sampling == "uniform":
+        expected = max_frames
+    else:
+        end = header_duration if limit is None else limit if header_duration is None else min(header_duration, limit)
+        if end is None:
+            return max_frames
+        expected = math.ceil(end / step)  # targets k * step < end (a stream running past its header grows the array)
+    return expected if max_frames is None else min(expected, max_frames)

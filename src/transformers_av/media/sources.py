@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
 
@@ -17,6 +19,9 @@ __all__ = [
     "ContainerOpener",
     "PathLike",
     "check_file",
+    "TRUNCATION_TOLERANCE_SECONDS",
+    "declared_duration",
+    "is_cut_short",
     "first_stream",
     "import_av",
     "is_encoded",
@@ -26,6 +31,10 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: A stream may end this much (or 3 frame periods, if longer) before its declared duration: past it, the file counts
+#: as truncated or damaged (an error unless partial media are allowed). Half a second absorbs codec delay and rounding.
+TRUNCATION_TOLERANCE_SECONDS = Fraction(1, 2)
 
 
 def import_av():
@@ -60,7 +69,14 @@ def is_torch_tensor(value: Any) -> bool:
 
 def check_file(path: PathLike) -> Path:
     """`path` as a `Path` to an existing regular file (`FileNotFoundError` / `MediaDecodeError` otherwise)."""
-    path = Path(os.fspath(path))
+    text = os.fspath(path)
+    if isinstance(text, str) and "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise FileNotFoundError(
+            f"Media file not found: {text!r} is a {scheme}:// URL; only http:// and https:// URLs are downloaded "
+            "(fetch the file yourself and pass its local path)"
+        )
+    path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"Media file not found: {str(path)!r}")
     if not path.is_file():
@@ -72,8 +88,8 @@ class ContainerOpener:
     """Opens a PyAV container for a path, bytes or a seekable file-like object -- several times if needed (reading a
     duration from the packets opens a second container)."""
 
-    def __init__(self, source: Any):
-        self.name = describe_source(source)
+    def __init__(self, source: Any, name: str | None = None):
+        self.name = name or describe_source(source)
         if is_path(source):
             self.target: Any = str(check_file(source))
             self.start = None
@@ -128,3 +144,42 @@ def first_stream(container, kind: str, name: str):
             raise NoVideoTrackError(f"{name} has no video stream (streams: {kinds}); expected a video file")
         raise NoAudioTrackError(f"{name} has no audio track (streams: {kinds}); expected a file with sound")
     return streams[0]
+
+
+_DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
+
+
+def declared_duration(container, stream) -> tuple[Fraction | None, bool]:
+    """The duration the header declares for `stream`, in seconds, and whether it is the stream's own.
+
+    The stream's duration, else its ``DURATION`` tag (what the Matroska muxer writes per track), are its own. Else the
+    container's duration stands in -- exact for a file with this one stream, only an upper bound when the file has
+    several (the longest track sets it). ``(None, False)`` when there is none.
+    """
+    if stream.duration is not None and stream.time_base:
+        return stream.duration * Fraction(stream.time_base), True
+    match = _DURATION_TAG.match(str(stream.metadata.get("DURATION", "")).strip())
+    if match:
+        hours, minutes, seconds, fraction = match.groups()
+        value = Fraction(int(hours) * 3600 + int(minutes) * 60 + int(seconds))
+        if fraction:
+            value += Fraction(int(fraction), 10 ** len(fraction))
+        return value, True
+    if container.duration is not None:
+        return Fraction(container.duration, 1_000_000), len(container.streams) == 1
+    return None, False
+
+
+def is_cut_short(
+    declared: Fraction | None, exact: bool, decoded: Fraction, frame_period: Fraction = Fraction(0)
+) -> bool:
+    """Whether a stream decoded up to `decoded` seconds ends too early for its `declared` duration (see
+    `declared_duration`): by more than `TRUNCATION_TOLERANCE_SECONDS` or 3 frame periods -- or, when the duration
+    is only the container's (`exact` false; tracks may legitimately end before the longest one), by more than 2 s and
+    5 % of it."""
+    if declared is None:
+        return False
+    tolerance = max(TRUNCATION_TOLERANCE_SECONDS, 3 * frame_period)
+    if not exact:
+        tolerance = max(tolerance, Fraction(2), declared / 20)
+    return declared - decoded > tolerance

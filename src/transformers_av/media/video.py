@@ -14,8 +14,14 @@ video the frames are bit-identical to the official ones (RGB conversion is PyAV'
 without one, the presentation time of the last packet. A file whose duration is needed but is neither in the header
 nor readable from its packets raises `MediaDecodeError`.
 
-``max_seconds`` keeps the FIRST ``max_seconds`` of a video (decoding stops there) and logs a warning when something
-is cut; nothing else is dropped silently.
+Length policy. ``max_seconds`` keeps the FIRST ``max_seconds`` of a video (decoding stops there) and logs a warning
+when something is cut; nothing else is dropped silently. Its default keeps the whole video (``"clip_ends"``: the
+official 60 s). The kept frames are written into one array sized before the first frame is stored (see
+`frame_conversion`), so a video that will need more than `frame_conversion.LARGE_FRAMES_BYTES` is announced by a
+warning giving the figure before it is decoded; a progress bar appears when decoding takes more than a few seconds.
+
+Orientation. Frames come out upright: the stream's display matrix (what phones write), or its ``rotate`` tag, is
+applied to each kept frame (`orientation`); ``size=`` and ``source_size`` are the upright sizes.
 
 Errors (all name the input): a missing file raises ``FileNotFoundError``; a file FFmpeg cannot read, a corrupt or
 truncated container, or a video with no decodable frame raises `MediaDecodeError`; a file without a video track raises
@@ -25,11 +31,12 @@ truncated container, or a video with no decodable frame raises `MediaDecodeError
 Truncated files: an mp4 / mov cut short usually loses its index (the ``moov`` atom is written at the end), so it
 cannot be opened -> `MediaDecodeError`. An error raised by FFmpeg while demuxing / decoding also becomes a
 `MediaDecodeError` (with the number of frames decoded before it). A container that simply ends early without an error
-(mkv / webm / faststart mp4 cut short) yields the frames that can be read: ``sampling="fps"`` samples only up to the
-last decoded frame (a warning is logged when the header promised a longer stream), ``"uniform"`` keeps its targets
-over the header duration (those past the last decoded frame take that frame), while ``"clip_ends"`` raises
-`MediaDecodeError` when a clip of the header duration lies beyond the decoded frames (the official code fails there
-too: "No clip found").
+(mkv / webm / faststart mp4 cut short) is caught by comparing where its frames stop with the duration its header
+declares (`sources.is_cut_short`): `MediaDecodeError` naming both durations. With ``allow_partial=True`` (both cases)
+the frames that can be read are used, with a warning: ``sampling="fps"`` samples only up to the last decoded frame,
+``"uniform"`` keeps its targets over the header duration (those past the last decoded frame take that frame), while
+``"clip_ends"`` still raises `MediaDecodeError` when a clip of the header duration lies beyond the decoded frames (the
+official code fails there too: "No clip found").
 
 PyAV (and Pillow, for in-memory frames given as images or resized) are imported lazily.
 """
@@ -54,8 +61,12 @@ from .frame_sampling import (
     TimedFrame,
     sample_frames,
 )
-from .image import load_image
-from .sources import ContainerOpener, first_stream, import_av, is_encoded, is_torch_tensor
+from .image import load_image, uint8_hint
+from .orientation import frame_orientation
+from .progress import DecodeProgress
+from .remote import downloaded
+from .errors import describe_source
+from .sources import ContainerOpener, declared_duration, first_stream, import_av, is_encoded, is_torch_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +92,12 @@ class VideoClip:
         clip_timepoints: ``(n_clips, 2)`` float64 ``[start, end)`` of each clip (``"clip_ends"`` only, else ``None``).
         truncated: ``True`` when ``max_seconds`` / ``max_frames`` (or the official 60 clip limit) cut the video
             (``"uniform"``: only ``max_seconds`` can).
-        source_size: ``(height, width)`` of the source frames (``frames`` differ when ``size=`` was given).
+        source_size: ``(height, width)`` of the source frames as displayed (upright: a portrait phone clip stored
+            as landscape with a 90 degree display matrix reports its portrait size; ``frames`` differ when
+            ``size=`` was given).
         source: a description of the input (path) for messages.
+        partial: ``True`` when the file ended well before its declared duration and ``allow_partial=True`` let the
+            decoded part through.
     """
 
     frames: np.ndarray
@@ -96,6 +111,7 @@ class VideoClip:
     truncated: bool = False
     source_size: tuple[int, int] | None = None
     source: str | None = None
+    partial: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -118,11 +134,13 @@ def load_video(
     frame_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     frames_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     transform_batch_size: int = 16,
+    allow_partial: bool = False,
 ) -> VideoClip:
     """Decode and sample a video.
 
     Args:
-        source: a path (mp4 / mkv / webm / avi / mov / anything FFmpeg reads), a seekable binary file-like object,
+        source: a path (mp4 / mkv / webm / avi / mov / anything FFmpeg reads), an ``http(s)://`` URL (downloaded
+            first, see `remote`), a seekable binary file-like object,
             ``bytes``, a numpy array ``(T, H, W, 3)`` uint8, a torch tensor ``(T, 3, H, W)`` or ``(T, H, W, 3)``
             uint8, or a list of PIL images / ``(H, W, 3)`` arrays.
         fps: frames per second to sample with ``sampling="fps"`` (and the frame rate assumed for in-memory frames
@@ -154,13 +172,16 @@ def load_video(
         frames_transform: like ``frame_transform`` but for a batch ``(k, H, W, 3)`` -> ``(k, ...)``, applied to groups
             of ``transform_batch_size`` kept frames as they are decoded (faster than one call per frame; at most that
             many full-resolution frames are held at once). Give one of the two transforms.
+        allow_partial: a file whose frames stop more than half a second (or 3 frames) before the duration its
+            header declares is truncated or damaged: by default that raises `MediaDecodeError` (naming both
+            durations); ``True`` decodes the part that is there, with a warning, and sets ``VideoClip.partial``.
 
     Returns:
         a `VideoClip`.
 
     Raises:
-        MediaDecodeError: unreadable / corrupt file, no decodable frame, or (``"clip_ends"`` / ``"uniform"``) a
-            duration that is neither in the header nor readable from the packets.
+        MediaDecodeError: unreadable / corrupt / truncated file, no decodable frame, or (``"clip_ends"`` /
+            ``"uniform"``) a duration that is neither in the header nor readable from the packets.
 
     Example:
         the Audio-Visual LLM sampler, 32 frames over the whole clip::
@@ -193,16 +214,21 @@ def load_video(
     if sampling == "clip_ends" and max_seconds_f is None:
         max_seconds_f = float(OFFICIAL_MAX_CLIPS * OFFICIAL_CLIP_SECONDS)
     limit = None if max_seconds_f is None else Fraction(max_seconds_f).limit_denominator(1_000_000)
-    convert = FrameConverter(size, frame_transform, frames_transform, transform_batch_size)
+
+    def converter(name: str) -> FrameConverter:
+        return FrameConverter(size, frame_transform, frames_transform, transform_batch_size, name=name)
 
     if is_encoded(source):
-        return _load_video_file(source, sampling, step, limit, max_frames, convert)
+        with downloaded(source) as local:
+            return _load_video_file(
+                local, sampling, step, limit, max_frames, converter, allow_partial, describe_source(source)
+            )
     if not (isinstance(source, (np.ndarray, list, tuple)) or is_torch_tensor(source)):
         raise TypeError(
             f"load_video expects a path, a file-like object, bytes, a (T, H, W, 3) uint8 array, a torch tensor or a "
             f"list of images, got {type(source).__name__}"
         )
-    return _load_video_frames(source, sampling, step, limit, max_frames, convert, source_fps)
+    return _load_video_frames(source, sampling, step, limit, max_frames, converter, source_fps)
 
 
 def _check_size(size: Any) -> tuple[int, int] | None:
@@ -240,6 +266,7 @@ def _clip(
         truncated=sampled.truncated,
         source_size=(int(source_size[0]), int(source_size[1])),
         source=name,
+        partial=sampled.partial,
     )
 
 
@@ -248,8 +275,9 @@ def _clip(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _load_video_frames(source, sampling, step, limit, max_frames, convert, source_fps) -> VideoClip:
+def _load_video_frames(source, sampling, step, limit, max_frames, converter, source_fps) -> VideoClip:
     name = f"<{type(source).__name__} video>"
+    convert = converter(name)
     frames = _memory_frames(source)
     count = len(frames)
     height, width = frames[0].shape[:2]
@@ -261,6 +289,7 @@ def _load_video_frames(source, sampling, step, limit, max_frames, convert, sourc
         truncated = len(keep) < count
         if truncated:
             logger.warning("%s: keeping the first %d of %d frames (max_seconds/max_frames).", name, len(keep), count)
+        convert.expect(len(keep))
         stamps = np.array([float(times[i]) for i in keep], dtype=np.float64)
         return VideoClip(
             frames=convert.stack([convert(frames[i]) for i in keep]),
@@ -301,9 +330,7 @@ def _memory_frames(source: Any) -> np.ndarray | list[np.ndarray]:
         if source.shape[-1] != 3:
             raise ValueError(f"A video array needs 3 RGB channels ((T, H, W, 3) or (T, 3, H, W)), got {source.shape}")
         if source.dtype != np.uint8:
-            raise TypeError(
-                f"Video frames must be uint8 RGB, got dtype {source.dtype} (convert with (x * 255).round())"
-            )
+            raise TypeError(f"Video frames must be uint8 RGB, got dtype {source.dtype}{uint8_hint(source.dtype)}")
         if source.shape[0] == 0:
             raise ValueError("The video array has 0 frames")
         return source
@@ -326,9 +353,10 @@ def _memory_frames(source: Any) -> np.ndarray | list[np.ndarray]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _load_video_file(source, sampling, step, limit, max_frames, convert) -> VideoClip:
-    opener = ContainerOpener(source)
+def _load_video_file(source, sampling, step, limit, max_frames, converter, allow_partial, name) -> VideoClip:
+    opener = ContainerOpener(source, name)
     name = opener.name
+    convert = converter(name)
     container = opener.open()
     try:
         stream = first_stream(container, "video", name)
@@ -355,12 +383,16 @@ def _load_video_file(source, sampling, step, limit, max_frames, convert) -> Vide
                 clip_duration = int(stream.duration - start_pts) * time_base
             else:
                 clip_duration = _last_packet_time(opener, container, name)
-        sampled = sample_frames(
-            _decode_video(container, stream, name, rate), sampling=sampling, step=step, limit=limit,
-            max_frames=max_frames, convert=convert, name=name, clip_duration=clip_duration,
-            header_duration=header_duration, frame_period=lambda item: _frame_duration(item[2], stream, rate),
+        expected_seconds = header_duration if limit is None else limit if header_duration is None else min(
+            header_duration, limit
         )
-        source_size = (stream.codec_context.height, stream.codec_context.width)
+        sampled = sample_frames(
+            _decode_video(container, stream, name, rate, convert, expected_seconds, allow_partial), sampling=sampling,
+            step=step, limit=limit, max_frames=max_frames, convert=convert, name=name, clip_duration=clip_duration,
+            header_duration=header_duration, frame_period=lambda item: _frame_duration(item[2], stream, rate),
+            declared=declared_duration(container, stream), allow_partial=allow_partial,
+        )
+        source_size = convert.orientation.displayed_size(stream.codec_context.height, stream.codec_context.width)
         return _clip(sampled, convert, sampling=sampling, rate=rate, source_size=source_size, name=name)
     finally:
         container.close()
@@ -373,11 +405,24 @@ def _stream_rate(stream) -> Fraction | None:
     return None
 
 
-def _decode_video(container, stream, name: str, rate: Fraction | None) -> Iterator[TimedFrame]:
-    """The frames of `stream` in presentation order, with their times as exact fractions of a second."""
+def _decode_video(
+    container,
+    stream,
+    name: str,
+    rate: Fraction | None,
+    convert: FrameConverter,
+    expected_seconds: Fraction | None,
+    allow_partial: bool,
+) -> Iterator[TimedFrame]:
+    """The frames of `stream` in presentation order, with their times as exact fractions of a second.
+
+    The first frame tells `convert` which way up the video is shown (its display matrix, else the stream's ``rotate``
+    tag); a progress bar appears when decoding takes more than a few seconds. An FFmpeg error part-way raises
+    `MediaDecodeError`, or -- with `allow_partial` -- ends the frames there (a warning says so)."""
     av = import_av()
     time_base = Fraction(stream.time_base) if stream.time_base else None
     start_pts = stream.start_time or 0
+    progress = DecodeProgress(name, None if expected_seconds is None else float(expected_seconds), "video")
     index = 0
     try:
         for frame in container.decode(stream):
@@ -385,10 +430,21 @@ def _decode_video(container, stream, name: str, rate: Fraction | None) -> Iterat
                 time = (frame.pts - start_pts) * time_base
             else:  # no timestamps at all: assume a constant frame rate
                 time = Fraction(index) / (rate or 1)
+            if index == 0:
+                convert.orientation = frame_orientation(frame, stream.metadata.get("rotate"), name)
+            progress.advance_to(time)
             yield index, time, frame
             index += 1
     except av.FFmpegError as error:
-        raise MediaDecodeError(f"Decoding the video of {name} failed after {index} frame(s): {error}") from error
+        if not allow_partial or index == 0:
+            raise MediaDecodeError(
+                f"Decoding the video of {name} failed after {index} frame(s)"
+                + (" (pass allow_partial=True to use them)" if index else "") + f": {error}"
+            ) from error
+        logger.warning("%s: decoding stopped after %d frame(s): %s; keeping them (allow_partial=True).",
+                       name, index, error)
+    finally:
+        progress.close()
 
 
 def _frame_duration(frame, stream, rate: Fraction | None) -> Fraction:

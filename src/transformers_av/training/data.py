@@ -82,7 +82,9 @@ __all__ = [
     "MEDIA_FIELDS",
     "FavorDataCollator",
     "load_av_dataset",
+    "manifest_row_names",
     "normalize_row",
+    "read_jsonl_rows",
 ]
 
 
@@ -123,11 +125,11 @@ def _normalize_conversation(turns: Any, where: str) -> list[dict[str, str]]:
 
 
 def normalize_row(row: Mapping[str, Any], index: int | str = "?", *, source: str | None = None,
-                  media_root: str | os.PathLike | None = None) -> dict[str, Any]:
+                  media_root: str | os.PathLike | None = None, unit: str = "row") -> dict[str, Any]:
     """Check one row of the dataset format and return it normalised (all columns present, turns as
-    `{"role", "content"}`, media paths joined to `media_root` when given). Raises `ValueError` naming the row and
-    the field."""
-    where = f"row {index}" + (f" of {source}" if source else "")
+    `{"role", "content"}`, media paths joined to `media_root` when given). Raises `ValueError` naming the row
+    (`unit` `index`: "row 3", or "line 4" of a JSONL file) and the field."""
+    where = f"{unit} {index}" + (f" of {source}" if source else "")
     if not isinstance(row, Mapping):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
     out = dict(row)
@@ -168,17 +170,26 @@ def _join(root: str | os.PathLike | None, path: str) -> str:
     return os.path.join(os.fspath(root), path)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl_rows(path: str | os.PathLike) -> list[tuple[int, Any]]:
+    """``(line number, row)`` for each non-blank line of a JSONL file (1-based, as editors count)."""
     rows = []
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append((line_number, json.loads(line)))
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}, line {line_number}: not valid JSON ({error.msg})") from None
     return rows
+
+
+def manifest_row_names(path: str | os.PathLike) -> list[str]:
+    """How messages name each row of a dataset file: ``"line N"`` (JSONL, 1-based) or ``"row i"`` (a ``.json``
+    list, 0-based index)."""
+    if Path(path).suffix == ".json":
+        return [f"row {i}" for i in range(len(json.loads(Path(path).read_text(encoding="utf-8"))))]
+    return [f"line {number}" for number, _ in read_jsonl_rows(path)]
 
 
 def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = None, split: str = "train"):
@@ -197,11 +208,12 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
         extra field. Files are not opened (the collator decodes them).
 
     Raises:
-        ValueError: a row breaks the format; the message names the row (0-based, or its line for a file) and field.
+        ValueError: a row breaks the format; the message names the row (its 1-based line for a JSONL file, else its
+            0-based index) and field.
     """
     import datasets  # the `train` extra: only reading a training set needs it
 
-    source = None
+    source, line_numbers = None, None
     if isinstance(path_or_table, (str, os.PathLike)):
         path = Path(path_or_table)
         if not path.is_file():
@@ -212,7 +224,8 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
             if not isinstance(rows, list):
                 raise ValueError(f"{path}: a .json dataset must hold a list of rows")
         else:
-            rows = _read_jsonl(path)
+            numbered = read_jsonl_rows(path)
+            line_numbers, rows = [number for number, _ in numbered], [row for _, row in numbered]
         if media_root is None:
             media_root = path.parent
     elif isinstance(path_or_table, datasets.DatasetDict):
@@ -230,7 +243,11 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
         )
     if not rows:
         raise ValueError(f"The dataset{' ' + source if source else ''} has no rows")
-    normalised = [normalize_row(row, i, source=source, media_root=media_root) for i, row in enumerate(rows)]
+    if line_numbers is not None:  # a JSONL file: rows are named by their line
+        normalised = [normalize_row(row, line, source=source, media_root=media_root, unit="line")
+                      for line, row in zip(line_numbers, rows)]
+    else:
+        normalised = [normalize_row(row, i, source=source, media_root=media_root) for i, row in enumerate(rows)]
     # every row gets every column (Arrow needs one schema)
     columns = list(dict.fromkeys(key for row in normalised for key in row))
     table = {column: [row.get(column) for row in normalised] for column in columns}

@@ -22,10 +22,11 @@ from ..hub import TrainingDetails, push_to_hub
 from ..models import AvLlmForConditionalGeneration, family_of
 from ..presets import ALL_PRESETS, TINY_MODELS, preset_config
 from ..synthetic.tasks import make_match_task, make_sync_task
-from .data import AvLlmDataCollator, FavorDataCollator, load_av_dataset
+from .data import AvLlmDataCollator, FavorDataCollator, load_av_dataset, manifest_row_names
 from .peft import apply_lora, trainable_model_classes
 from .settings import DIGEST_DIR, SYNTHETIC_SYNC_DATA, SYNTHETIC_TASKS, TrainSettings
 from .trainer import FavorTrainer, enable_llm_gradient_checkpointing, favor_training_arguments
+from .validate import checked_manifest
 
 ROW_FIELD = "_row"
 FINAL_DIR = "final"
@@ -101,9 +102,9 @@ class RowNamingCollator:
 
 
 def load_training_dataset(path: str, media_root: str | None):
-    """[`load_av_dataset`] plus a `_row` column ("row i of path", 0-based) that errors quote."""
+    """[`load_av_dataset`] plus a `_row` column ("line N of path" for JSONL) that errors quote."""
     dataset = load_av_dataset(path, media_root=media_root)
-    return dataset.add_column(ROW_FIELD, [f"row {i} of {path}" for i in range(len(dataset))])
+    return dataset.add_column(ROW_FIELD, [f"{name} of {path}" for name in manifest_row_names(path)])
 
 
 def weights_digest(model) -> str:
@@ -222,8 +223,18 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
             if args.local_process_index == 0 and not (root / "data.jsonl").is_file():
                 make_task(root, settings.synthetic_clips, seconds=settings.synthetic_seconds, seed=settings.seed)
         train_data, media_root = str(root / "data.jsonl"), None
+    eval_data, eval_root = settings.eval_data, settings.media_root
+    if settings.validate_data:  # every row and media file, before anything is built: all bad rows in one report
+        with args.main_process_first(local=True, desc="checking the data"):
+            check = dict(skip_bad_rows=settings.skip_bad_rows, write=args.local_process_index == 0,
+                         progress=args.local_process_index == 0 and not settings.disable_tqdm)
+            train_data, media_root = checked_manifest(
+                train_data, media_root, kept_path=Path(settings.output_dir) / "kept_train.jsonl", **check)
+            if has_eval:
+                eval_data, eval_root = checked_manifest(
+                    eval_data, eval_root, kept_path=Path(settings.output_dir) / "kept_eval.jsonl", **check)
     train_dataset = load_training_dataset(train_data, media_root)
-    eval_dataset = load_training_dataset(settings.eval_data, settings.media_root) if has_eval else None
+    eval_dataset = load_training_dataset(eval_data, eval_root) if has_eval else None
 
     set_seed(settings.seed)  # the same initial weights on every rank for a from-scratch model
     model, processor = build_model_and_processor(settings)

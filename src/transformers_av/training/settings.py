@@ -82,6 +82,11 @@ class TrainSettings:
     eval_data: str | None = HfArg(default=None, help="evaluation JSONL (evaluated every eval_steps)")
     media_root: str | None = HfArg(default=None, help=(
         "folder relative media paths are resolved against (default: the JSONL's folder)"))
+    validate_data: bool = HfArg(default=True, help=(
+        "check every row and media file of train_data / eval_data before training starts (all bad rows reported "
+        "at once; see transformers-av validate-data)"))
+    skip_bad_rows: bool = HfArg(default=False, help=(
+        "with validate_data: train on the good rows (written to output_dir/kept_*.jsonl) instead of stopping"))
     synthetic_clips: int = HfArg(default=8, help="number of clips of a synthetic task")
     synthetic_seconds: int = HfArg(default=2, help="length (s) of the clips of a synthetic task")
     max_length: int | None = HfArg(default=None, help="truncate answers so a sample fits this many tokens")

@@ -14,10 +14,12 @@ from .configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from .token_counts import linear_connector_token_count, split_into_segments
 from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
+from ...media.remote import reuse_downloads
 from ...media.video import load_video
 from ..common.processing_common import (
     vicuna_chat_template,
     check_padding_side,
+    check_waveform_rate,
     describe,
     is_media_file,
     naming_the_sample,
@@ -149,6 +151,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         *,
         sampling_rate: int | None = None,
         use_video_audio: bool = True,
+        allow_partial: bool = False,
         padding_side: str = "left",
         max_length: int | None = None,
         return_tensors: str | None = "pt",
@@ -163,6 +166,8 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
                 (numpy/torch, with `sampling_rate`), frames (T, H, W, 3) uint8, PIL images.
             answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
             use_video_audio: take a video's own sound track when no `audio` is given.
+            allow_partial: use the decoded part of a truncated or damaged media file (with a warning) instead of
+                raising `MediaDecodeError`.
             padding_side: "left" (generation) or "right".
             max_length: truncate answers so that a sample fits; the prompt and its media tokens are never cut.
         """
@@ -180,10 +185,10 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
 
         samples = []
         for index in range(batch_size):
-            with naming_the_sample(index):
+            with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
                 samples.append(
                     self._load_sample(texts[index], videos[index], audio[index], images[index], sampling_rate,
-                                      use_video_audio)
+                                      use_video_audio, allow_partial)
                 )
         encoding: dict[str, Any] = {}
         self._add_frames(encoding, samples)
@@ -210,10 +215,11 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             encoding["labels"] = padded["labels"]
         return BatchFeature(encoding, tensor_type=return_tensors)
 
-    def _load_sample(self, text, video, audio, image, sampling_rate, use_video_audio) -> dict[str, Any]:
+    def _load_sample(self, text, video, audio, image, sampling_rate, use_video_audio, allow_partial) -> dict[str, Any]:
         """Decide the sample's modalities, load only those media, and write its prompt."""
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
+        check_waveform_rate(audio, sampling_rate)
         named = [key for key, token in MODALITY_TOKENS.items() if token in text]
         if len(named) > 1:
             raise ValueError(f"the prompt names several modalities ({', '.join(MODALITY_TOKENS[n] for n in named)}); use one.")
@@ -247,7 +253,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         if wants_visual and video is not None:
             frames = load_video(
                 video, sampling="uniform", num_frames=self.num_frames, max_seconds=self.max_video_seconds,
-                frames_transform=self._frames_to_pixels,
+                frames_transform=self._frames_to_pixels, allow_partial=allow_partial,
             ).frames  # (T, 3, H, W) model pixels
         elif wants_visual:
             frames = self._frames_to_pixels(load_image(image)[None])  # (1, 3, H, W)
@@ -257,6 +263,7 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             waveform = load_audio(
                 source, sampling_rate=self.sampling_rate, source_sampling_rate=None if own_track else sampling_rate,
                 max_seconds=self.max_video_seconds if own_track else None,  # the same span as the frames
+                allow_partial=allow_partial,
             ).waveform
             if not np.isfinite(waveform).all():
                 raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")

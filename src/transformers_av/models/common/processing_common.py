@@ -50,6 +50,15 @@ def is_media_file(value) -> bool:
     return is_path(value) or isinstance(value, (bytes, bytearray, memoryview)) or callable(getattr(value, "read", None))
 
 
+def check_waveform_rate(audio, sampling_rate) -> None:
+    """An in-memory waveform needs its sample rate, which the processors take as `sampling_rate=`."""
+    if audio is not None and sampling_rate is None and not is_media_file(audio):
+        raise ValueError(
+            f"the audio is a waveform in memory ({describe(audio)}): give its sample rate with `sampling_rate=` "
+            "(e.g. sampling_rate=16000)."
+        )
+
+
 def check_padding_side(padding_side: str) -> None:
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
@@ -60,6 +69,8 @@ def per_sample(name, value, batch_size):
     if value is None:
         return [None] * batch_size
     single = isinstance(value, (str, Path, np.ndarray, torch.Tensor)) or not isinstance(value, (list, tuple))
+    if name == "audio" and isinstance(value, (list, tuple)) and value and _is_number(value[0]):
+        single = True  # a plain list of samples is one waveform, not a batch
     if (
         name in ("videos", "images")
         and isinstance(value, (list, tuple))
@@ -76,6 +87,10 @@ def per_sample(name, value, batch_size):
     if len(value) != batch_size:
         raise ValueError(f"`{name}` has {len(value)} entries but there are {batch_size} prompts.")
     return list(value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
 def prompt_token_ids(tokenizer, prompt: str, placeholder: str, placeholder_id: int, num_media_tokens: int) -> list[int]:
@@ -151,6 +166,7 @@ def vicuna_chat_template(media_text: str) -> str:
 
 __all__ = [
     "check_padding_side",
+    "check_waveform_rate",
     "describe",
     "is_media_file",
     "is_path",

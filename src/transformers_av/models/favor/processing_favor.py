@@ -13,10 +13,12 @@ from transformers.processing_utils import ProcessorMixin
 from .windows import WindowPlan, audio_visual_plan
 from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
+from ...media.remote import reuse_downloads
 from ...media.video import load_video
 from ..common.processing_common import (
     vicuna_chat_template,
     check_padding_side,
+    check_waveform_rate,
     describe,
     is_path,
     naming_the_sample,
@@ -170,6 +172,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         qformer_text: str | list[str] | None = None,
         sampling_rate: int | None = None,
         use_video_audio: bool = True,
+        allow_partial: bool = False,
         padding_side: str = "left",
         max_length: int | None = None,
         return_tensors: str | None = "pt",
@@ -185,6 +188,8 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
             qformer_text: the instruction given to the visual Q-Former (default: the question).
             use_video_audio: take a video's own sound track when no `audio` is given.
+            allow_partial: use the decoded part of a truncated or damaged media file (with a warning) instead of
+                raising `MediaDecodeError`.
             padding_side: "left" (generation) or "right".
             max_length: truncate answers so that a sample fits; the prompt and its placeholder run are never cut.
         """
@@ -198,13 +203,18 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
                                  (("videos", videos), ("audio", audio), ("images", images)))
         answers = per_sample("answers", answers, batch_size)
         qformer_texts = per_sample("qformer_text", qformer_text, batch_size)
+        for i, prompt in enumerate(texts):  # before any media is decoded
+            count = prompt.count(self.audio_visual_token)
+            if count > 1:
+                raise ValueError(f"Prompt {i} holds the placeholder {self.audio_visual_token!r} {count} times; use it "
+                                 "once per sample.")
 
         samples = []
         for index in range(batch_size):
-            with naming_the_sample(index):
+            with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
                 samples.append(
                     self._load_sample_media(
-                        videos[index], audio[index], images[index], sampling_rate, use_video_audio
+                        videos[index], audio[index], images[index], sampling_rate, use_video_audio, allow_partial
                     )
                 )
 
@@ -232,24 +242,25 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         frames are ever held at full resolution)."""
         return self.image_processor.preprocess_frames(frames).numpy()
 
-    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio) -> dict[str, Any]:
+    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio, allow_partial) -> dict[str, Any]:
         """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and a 16 kHz waveform."""
         frames, is_image, waveform = None, False, None
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
+        check_waveform_rate(audio, sampling_rate)
         if video is not None:
             clip = load_video(
                 video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds,
-                frames_transform=self._frames_to_pixels,
+                frames_transform=self._frames_to_pixels, allow_partial=allow_partial,
             )
             frames = clip.frames  # (T, 3, size, size) model pixels
             if audio is None and use_video_audio and is_path(video) and has_audio_track(video):
-                waveform = load_audio(video, sampling_rate=SAMPLING_RATE).waveform
+                waveform = load_audio(video, sampling_rate=SAMPLING_RATE, allow_partial=allow_partial).waveform
         if image is not None:
             frames, is_image = self._frames_to_pixels(load_image(image)[None]), True
         if audio is not None:
             waveform = load_audio(
-                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate
+                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate, allow_partial=allow_partial
             ).waveform
         if waveform is not None and not np.isfinite(waveform).all():
             source = audio if audio is not None else video
@@ -265,10 +276,13 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         if not any(counts):
             return
         size = self.image_processor.size
-        pixels = torch.zeros(len(samples), max(counts), 3, size, size)
-        for i, sample in enumerate(samples):
-            if counts[i]:
-                pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
+        if len(samples) == 1:  # the array the frames were decoded into, not a copy (a long video's pixels are GBs)
+            pixels = torch.from_numpy(samples[0]["frames"])[None]
+        else:
+            pixels = torch.zeros(len(samples), max(counts), 3, size, size)
+            for i, sample in enumerate(samples):
+                if counts[i]:
+                    pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
         encoding["pixel_values_videos"] = pixels
         encoding["video_frame_mask"] = torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]
         encoding["video_is_image"] = torch.tensor([s["is_image"] for s in samples])
@@ -330,9 +344,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         tokenizer, token = self.tokenizer, self.audio_visual_token
         rows, label_rows, instructions = [], [], []
         for i, text in enumerate(texts):
-            count = text.count(token)
-            if count > 1:
-                raise ValueError(f"Prompt {i} holds the placeholder {token!r} {count} times; use it once per sample.")
+            count = text.count(token)  # at most 1: checked in __call__
             if count == 1 and not has_media[i]:
                 raise ValueError(f"Prompt {i} holds the placeholder {token!r} but sample {i} has no video, audio or image.")
             if count == 1:
