@@ -1,5 +1,5 @@
-"""The training data format, its loader and the lazy-decoding collator (mixed unpaired training, modality
-augmentation, multi-turn)."""
+"""The training data format (rows carry their modality), its loader and the lazy-decoding collators (a row's
+modality honoured by FAVOR's modality mask and the Audio-Visual LLM's modality token, multi-turn)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ import torch
 
 
 from transformers_av.presets.tiny import tiny_favor_config  # noqa: E402
-from transformers_av.synthetic.media import make_av_clip, make_tone, write_wav  # noqa: E402
+from transformers_av.synthetic.media import make_av_clip, make_frames, make_tone, write_video, write_wav  # noqa: E402
 from transformers_av.presets.tiny import tiny_processor  # noqa: E402
-from transformers_av.training.data import FavorDataCollator, load_av_dataset  # noqa: E402
+from transformers_av.training.data import (  # noqa: E402
+    AvLlmDataCollator,
+    FavorDataCollator,
+    declared_modality,
+    load_av_dataset,
+    row_modality,
+)
 
 AV = 512  # the placeholder id of the tiny tokenizer
 
@@ -30,6 +36,7 @@ def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("media")
     make_av_clip(root / "short.mp4", seconds=2.0, fps=8, beep_at=0.5, size=(32, 32), colors=["red", "blue"])
     make_av_clip(root / "long.mp4", seconds=4.0, fps=8, beep_at=3.0, size=(32, 32), seed=1)
+    write_video(root / "mute.mp4", make_frames(16, 32, 32, colors=["green"]), 8)  # 2 s, no sound track
     write_wav(root / "tone3s.wav", make_tone(440.0, 3.0), 16000)
     return root
 
@@ -99,6 +106,17 @@ def test_load_jsonl_resolves_paths_against_the_file_folder(tmp_path):
         ({"video": "a.mp4", "conversations": [{"from": "human"}]}, r"conversations\[0\]' needs a non-empty string"),
         ({"video": "a.mp4", "prompt": "q", "answer": "a", "conversations": [
             {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}, "field 'prompt' cannot be combined"),
+        ({"video": "a.mp4", "modality": "video", "prompt": "q", "answer": "a"},
+         r"row 1 .*field 'modality' must be one of \['visual', 'audio', 'audio_visual'\], got 'video'"),
+        ({"audio": "a.wav", "modality": "visual", "prompt": "q", "answer": "a"},
+         "field 'modality' is 'visual' but the row gives no 'video' or 'image'"),
+        ({"video": "a.mp4", "audio": "a.wav", "modality": "visual", "prompt": "q", "answer": "a"},
+         "field 'modality' is 'visual' but the row gives an 'audio' file"),
+        ({"image": "a.png", "modality": "audio", "prompt": "q", "answer": "a"},
+         "field 'modality' is 'audio' but the row gives an 'image'"),
+        ({"image": "a.png", "modality": "audio_visual", "prompt": "q", "answer": "a"},
+         "field 'modality' is 'audio_visual' but the row gives no 'audio' or 'video' to hear"),
+        ({"modality": "audio", "prompt": "q", "answer": "a"}, "is 'audio' but the row gives no 'audio' or 'video'"),
     ],
 )
 def test_validation_errors_name_the_row_and_field(tmp_path, row, message):
@@ -117,6 +135,29 @@ def test_invalid_json_and_empty_files_are_reported(tmp_path):
         load_av_dataset(tmp_path / "empty.jsonl")
     with pytest.raises(FileNotFoundError):
         load_av_dataset(tmp_path / "missing.jsonl")
+
+
+def test_every_row_has_a_modality(media):
+    """A written modality is kept; otherwise the media decide: picture + audio file -> audio_visual, image -> visual,
+    audio file -> audio, and a video alone is probed for a sound track (only by row_modality, never on loading)."""
+    rows = [
+        {"video": "short.mp4", "prompt": "q", "answer": "a"},
+        {"video": "mute.mp4", "prompt": "q", "answer": "a"},
+        {"video": "short.mp4", "modality": "visual", "prompt": "q", "answer": "a"},
+        {"video": "short.mp4", "modality": "audio", "prompt": "q", "answer": "a"},
+        {"image": "i.png", "audio": "tone3s.wav", "prompt": "q", "answer": "a"},
+        {"image": "i.png", "prompt": "q", "answer": "a"},
+        {"audio": "tone3s.wav", "prompt": "q", "answer": "a"},
+        {"prompt": "q", "answer": "a"},
+    ]
+    dataset = load_av_dataset(rows, media_root=media)
+    assert dataset["modality"] == [None, None, "visual", "audio", "audio_visual", "visual", "audio", None]
+    assert [declared_modality(row) for row in dataset] == dataset["modality"]
+    assert [row_modality(row) for row in dataset] == [
+        "audio_visual", "visual", "visual", "audio", "audio_visual", "visual", "audio", None]
+    probed = []
+    row_modality(dataset[2], has_sound_track=probed.append)  # declared: nothing is opened
+    assert probed == []
 
 
 # -- the collator ----------------------------------------------------------------------------------------------------------
@@ -191,82 +232,44 @@ def test_multi_turn_trains_the_final_answer(processor, media):
     assert _labels_of(collator(list(text_only)), 0) == _answer_ids(processor, "blue")
 
 
-def test_mixed_unpaired_pairs_video_of_one_row_with_audio_of_another(processor, media):
+def test_favor_collator_trains_a_row_on_its_modality(processor, media):
+    """video-SALMONN's official data code masks a video-only sample's audio ([1, 0]); an audio row of a video hears
+    its sound track without its frames."""
     rows = [
-        {"video": "short.mp4", "prompt": "What is shown?", "answer": "red then blue"},
-        {"video": "long.mp4", "prompt": "What is heard?", "answer": "a beep"},
+        {"video": "short.mp4", "prompt": "Seen?", "answer": "red"},
+        {"video": "short.mp4", "modality": "visual", "prompt": "Seen?", "answer": "red"},
+        {"video": "long.mp4", "modality": "audio", "prompt": "Heard?", "answer": "a beep"},
     ]
-    dataset = load_av_dataset(rows, media_root=media)
-    paired = FavorDataCollator(processor)(list(dataset))
-    assert paired["video_frame_mask"].sum(1).tolist() == [4, 8]
-    assert _audio_seconds(paired) == [2, 4]
-
-    collator = FavorDataCollator(processor, mixed_unpaired_ratio=1.0, seed=3)
-    for _ in range(2):  # the pairing is redrawn per call; with two rows the partner is forced
-        batch = collator(list(dataset))
-        # video of its own row (4 / 8 frames), audio (the sound track) of the other row (4 s / 2 s)
-        assert batch["video_frame_mask"].sum(1).tolist() == [4, 8]
-        assert _audio_seconds(batch) == [4, 2]
-        assert batch["modality_mask"].tolist() == [[1.0, 1.0], [1.0, 1.0]]
-        assert _labels_of(batch, 0) == _answer_ids(processor, "red then blue a beep")
-        assert _labels_of(batch, 1) == _answer_ids(processor, "a beep red then blue")
-        prompt0 = processor.tokenizer.decode(batch["input_ids"][0][batch["input_ids"][0] != AV])
-        assert "What is shown? What is heard?" in prompt0
-    # a separate audio file is the audio taken from a row
-    with_audio = load_av_dataset(
-        [rows[0], {"video": "long.mp4", "audio": "tone3s.wav", "prompt": "What is heard?", "answer": "a tone"}],
-        media_root=media,
-    )
-    batch = collator(list(with_audio))
-    assert _audio_seconds(batch) == [3, 2]
-    # ratio 0 keeps every sample paired; a single row stays paired
-    assert _audio_seconds(FavorDataCollator(processor, mixed_unpaired_ratio=0.0)(list(dataset))) == [2, 4]
-    assert _audio_seconds(collator([dataset[0]])) == [2]
+    batch = FavorDataCollator(processor, media_root=media)(rows)
+    assert batch["modality_mask"].tolist() == [[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+    assert batch["video_frame_mask"].sum(1).tolist() == [4, 4, 0]  # 2 fps; the audio row has no frames
+    assert _audio_seconds(batch) == [2, 2, 4]  # the audio row: the 4 s sound track of long.mp4
+    assert torch.equal(batch["input_features"][0], batch["input_features"][1])  # loaded, then switched off
+    assert [_labels_of(batch, i) for i in range(3)] == [_answer_ids(processor, a) for a in ("red", "red", "a beep")]
 
 
-def test_mixed_unpaired_ratio_is_a_fraction(processor, media):
-    collator = FavorDataCollator(processor, mixed_unpaired_ratio=0.5, seed=0, media_root=media)
-    unpaired = 0
-    for round in range(3):  # three different batches: the draws are a function of the seed and the batch content
-        rows = [{"video": name, "prompt": f"Q{i} ({round})", "answer": f"A{i}"}
-                for i, name in enumerate(["short.mp4", "long.mp4"] * 4)]
-        batch = collator(rows)
-        for i in range(len(rows)):
-            unpaired += len(_labels_of(batch, i)) > len(_answer_ids(processor, f"A{i}"))
-    assert 4 <= unpaired <= 20  # about half of 24
-    with pytest.raises(ValueError, match="mixed_unpaired_ratio"):
-        FavorDataCollator(processor, mixed_unpaired_ratio=1.5)
+def test_av_llm_collator_writes_the_row_modality_as_its_token(media):
+    from transformers_av.presets.tiny import tiny_av_llm_config, tiny_av_llm_processor
 
-
-def test_modality_augmentation_gives_three_views_per_row(processor, media):
+    processor = tiny_av_llm_processor(tiny_av_llm_config())
+    tokens = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in ("<VIS>", "<AUD>", "<AUD_VIS>")}
     rows = [
-        {"video": "short.mp4", "prompt": "What is shown?", "answer": "red"},
-        {"video": "long.mp4", "prompt": "What is heard?", "answer": "a beep"},
+        {"video": "short.mp4", "modality": "visual", "prompt": "Which colour is on screen?", "answer": "red"},
+        {"video": "long.mp4", "modality": "audio", "prompt": "What do you hear?", "answer": "a beep"},
+        {"video": "long.mp4", "prompt": "What happens?", "answer": "a beep"},
+        {"image": "i.png", "modality": "visual", "prompt": "<AUD> What?", "answer": "x"},
     ]
-    batch = FavorDataCollator(processor, modality_augmentation=True, media_root=media)(rows)
-    assert batch["input_ids"].shape[0] == 6
-    assert batch["modality_mask"].tolist() == [[1, 0], [0, 1], [1, 1]] * 2
-    for i in range(6):
-        assert _labels_of(batch, i) == _answer_ids(processor, ["red", "a beep"][i // 3])
-    # the three views share their media and prompt; only the mask differs
-    for key in ("input_ids", "pixel_values_videos", "input_features", "audio_input_features"):
-        assert torch.equal(batch[key][0], batch[key][2]) and torch.equal(batch[key][3], batch[key][5])
-    # a row with one modality (audio only) is kept once
-    single = FavorDataCollator(processor, modality_augmentation=True, media_root=media)(
-        [{"audio": "tone3s.wav", "prompt": "Q", "answer": "A"}, rows[0]]
-    )
-    assert single["modality_mask"].tolist() == [[0, 1], [1, 0], [0, 1], [1, 1]]
-
-
-def test_augmentation_after_unpairing(processor, media):
-    rows = [
-        {"video": "short.mp4", "prompt": "V?", "answer": "v"},
-        {"video": "long.mp4", "prompt": "A?", "answer": "a"},
-    ]
-    batch = FavorDataCollator(processor, mixed_unpaired_ratio=1.0, modality_augmentation=True, media_root=media)(rows)
-    assert batch["input_ids"].shape[0] == 6
-    assert _audio_seconds(batch) == [4] * 3 + [2] * 3
-    assert all(_labels_of(batch, i) == _answer_ids(processor, "v a") for i in range(3))
+    collator = AvLlmDataCollator(processor, media_root=media)
+    batch = collator(rows[:3])
+    marked = [[name for name, token_id in tokens.items() if bool((ids == token_id).any())] for ids in batch["input_ids"]]
+    assert marked == [["<VIS>"], ["<AUD>"], ["<AUD_VIS>"]]  # a video with sound and no field: audio-visual
+    # only the media of the row's modality are loaded: no audio for the visual row, no frames for the audio row
+    assert batch["audio_segment_mask"].any(-1).tolist() == [False, True, True]
+    assert batch["video_frame_mask"].any(-1).tolist() == [True, False, True]
+    # one row is one sample: nothing is copied
+    assert batch["input_ids"].shape[0] == 3
+    with pytest.raises(ValueError, match="a row of modality 'visual' has a prompt marked <AUD>"):
+        collator([rows[3]])
 
 
 def test_trainer_feeds_the_collator_raw_rows(processor, media, tmp_path):

@@ -47,6 +47,8 @@ class TrainingDetails:
         lora: LoRA settings (r, alpha, dropout, target modules) for adapter runs.
         num_examples: training examples seen per epoch.
         notes: free text (hardware, duration, ...).
+        recipe: the published recipe the run followed (`transformers_av.presets.TRAINING_RECIPES` name), and
+            recipe_source: where its values come from (paper, section, sentence).
     """
 
     datasets: list[str] = field(default_factory=list)
@@ -54,6 +56,8 @@ class TrainingDetails:
     lora: dict[str, Any] | None = None
     num_examples: int | None = None
     notes: str | None = None
+    recipe: str | None = None
+    recipe_source: str | None = None
 
     HYPERPARAMETER_NAMES = (
         "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
@@ -63,18 +67,22 @@ class TrainingDetails:
 
     @classmethod
     def from_training_arguments(cls, args: Any, *, datasets: Iterable[str] = (), model: Any = None,
-                                num_examples: int | None = None, notes: str | None = None) -> "TrainingDetails":
-        """From `transformers.TrainingArguments` (or a dict of them): the usual hyper-parameters, the LoRA settings of
-        a PEFT-wrapped `model`, and the effective batch size."""
+                                num_examples: int | None = None, notes: str | None = None,
+                                recipe: str | None = None, recipe_source: str | None = None) -> "TrainingDetails":
+        """From `transformers.TrainingArguments` (or a dict of them, with `world_size`): the usual hyper-parameters,
+        the LoRA settings of a PEFT-wrapped `model`, the processes and the total batch size of an optimizer step
+        (per device x processes x accumulation)."""
         values = args if isinstance(args, Mapping) else args.to_dict()
         hyperparameters = {name: values[name] for name in cls.HYPERPARAMETER_NAMES if values.get(name) not in (None, "")}
         if "per_device_train_batch_size" in hyperparameters:
-            world = int(values.get("world_size", 1) or 1)
+            # `to_dict()` leaves out the world size (a property of the running job): read it from the arguments
+            world = int(values.get("world_size") or getattr(args, "world_size", 1) or 1)
+            hyperparameters["processes"] = world
             hyperparameters["total_train_batch_size"] = (
                 hyperparameters["per_device_train_batch_size"] * hyperparameters.get("gradient_accumulation_steps", 1) * world
             )
         return cls(datasets=list(datasets), hyperparameters=hyperparameters, lora=lora_settings(model),
-                   num_examples=num_examples, notes=notes)
+                   num_examples=num_examples, notes=notes, recipe=recipe, recipe_source=recipe_source)
 
 
 @dataclass
@@ -192,6 +200,9 @@ def _training_section(training: TrainingDetails | None) -> str:
     if training is None:
         return ""
     lines = ["## Training", ""]
+    if training.recipe:
+        source = f" ({training.recipe_source})" if training.recipe_source else ""
+        lines += [f"Recipe: `{training.recipe}`{source}.", ""]
     if training.datasets:
         lines.append("Data: " + ", ".join(f"`{d}`" for d in training.datasets)
                      + (f" ({training.num_examples:,} examples)" if training.num_examples else "") + ".")

@@ -1,7 +1,16 @@
 """Ready-made configurations: the published shapes (`paper`: video-SALMONN-13B, FAVOR-13B, the Audio-Visual LLM 7B)
 and tiny random-weight ones with offline processors (`tiny`), for demos, training recipes, benchmarks and tests."""
 
-from .paper import ALL_PRESETS, AV_LLM_PRESETS, PRESETS, favor_preset, preset_config, preset_parameter_counts
+from .paper import (
+    ALL_PRESETS,
+    AV_LLM_PRESETS,
+    PRESETS,
+    TRAINING_RECIPES,
+    TrainingRecipe,
+    favor_preset,
+    preset_config,
+    preset_parameter_counts,
+)
 from .tiny import TINY_MODELS, tiny_av_llm_config, tiny_av_llm_processor, tiny_favor_config, tiny_processor
 
 __all__ = [
@@ -9,6 +18,8 @@ __all__ = [
     "AV_LLM_PRESETS",
     "PRESETS",
     "TINY_MODELS",
+    "TRAINING_RECIPES",
+    "TrainingRecipe",
     "favor_preset",
     "preset_config",
     "preset_parameter_counts",

@@ -1,12 +1,17 @@
 """The published model shapes as ready-made configs: FAVOR-7B/13B and video-SALMONN-7B/13B (`FavorConfig`), and the
-Audio-Visual LLM of Shu et al. (`AvLlmConfig`: CLIP ViT-L/14 + CLAP HTSAT + Vicuna-7B).
+Audio-Visual LLM of Shu et al. (`AvLlmConfig`: CLIP ViT-L/14 + CLAP HTSAT + Vicuna-7B); and the papers' training
+recipes ([`TRAINING_RECIPES`]), which `transformers-av train` applies with `recipe: NAME`.
 
-They describe the released checkpoints, so they switch on the official behaviours (see
+The configs describe the released checkpoints, so they switch on the official behaviours (see
 `transformers_av.conversion.favor_config_from_official`): frame i attends frames j >= i, one 30 s Whisper chunk
 counted in full, resolutions concatenated, frames sampled at both ends of each 1 s clip.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -99,5 +104,88 @@ def preset_parameter_counts(name: str) -> dict[str, int]:
     return count_parameters(model)
 
 
-__all__ = ["ALL_PRESETS", "AV_LLM_PRESETS", "PRESETS", "av_llm_preset", "favor_preset", "preset_config",
-           "preset_parameter_counts"]
+# -- training recipes ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """A published training recipe as values of `transformers-av train` settings.
+
+    Args:
+        name: what `recipe:` names.
+        summary: one line on what it trains.
+        source: where each value comes from (paper, section, sentence; or the official code's rule).
+        settings: `TrainSettings` field -> value; a setting the user gives wins over the recipe's.
+    """
+
+    name: str
+    summary: str
+    source: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Shu et al. (2023) §4.1, Implementation Details: "We use the AdamW optimizer with beta = (0.9, 0.98). A cosine
+#: annealing learning rate schedule is applied with a warmup ratio of 0.03." (both stages)
+AV_LLM_OPTIMISER = {"adam_beta1": 0.9, "adam_beta2": 0.98, "lr_scheduler_type": "cosine", "warmup_steps": 0.03}
+
+#: The Audio-Visual LLM's instruction data per modality (Shu et al. 2023, Table 10, thousands of pairs): a
+#: `modality_mix` that resamples other data to the paper's proportions.
+AV_LLM_TABLE_10_MIX = {"audio": 45, "visual": 130, "audio_visual": 85}
+
+#: video-SALMONN's mixed-training rules with the official values (github bytedance/SALMONN, branch videosalmonn,
+#: datasets/sft_dataset.py): `transformers_av.training.mixing.MixingRules` fields.
+VIDEO_SALMONN_MIXING_VALUES = {"video_audio_ratio": 0.2, "image_audio_ratio": 1.0, "image_both_tasks_ratio": 0.5,
+                               "av_matching_ratio": 0.1, "av_mismatch_ratio": 0.5}
+
+#: FAVOR's storytelling fine-tuning: "only 100 steps with a very small learning rate" (Sun et al., FAVOR §4.3). The
+#: paper gives no value: 1e-5 is this package's reading of "very small" (a tenth of the 1e-4 of a plain fine-tune).
+STORYTELLING_LEARNING_RATE = 1e-5
+STORYTELLING_STEPS = 100
+
+TRAINING_RECIPES: dict[str, TrainingRecipe] = {
+    recipe.name: recipe
+    for recipe in (
+        TrainingRecipe(
+            name="av-llm-stage-1",
+            summary="Audio-Visual LLM pre-training: the linear projectors only",
+            source=("Shu et al. 2023, §4.1 Implementation Details: \"During the pre-training stage, we freeze the "
+                    "encoders and LLM and only train the linear projectors. The learning rate is set to 2e-3. We use a "
+                    "total batch size of 256 and set the training epoch of 3\"; AdamW beta (0.9, 0.98), cosine "
+                    "schedule, warm-up ratio 0.03"),
+            settings={**AV_LLM_OPTIMISER, "learning_rate": 2e-3, "train_llm": False, "lora": False,
+                      "total_train_batch_size": 256, "num_train_epochs": 3.0},
+        ),
+        TrainingRecipe(
+            name="av-llm-stage-2",
+            summary="Audio-Visual LLM instruction fine-tuning: the projectors and the LLM",
+            source=("Shu et al. 2023, §4.1 Implementation Details: \"During the instruction fine-tuning stage, we only "
+                    "freeze the encoders and jointly train the linear projectors and LLM. The learning rate is set to "
+                    "2e-5. We use a total batch size of 128 and set the training epoch of 1\"; AdamW beta (0.9, 0.98), "
+                    "cosine schedule, warm-up ratio 0.03"),
+            settings={**AV_LLM_OPTIMISER, "learning_rate": 2e-5, "train_llm": True, "total_train_batch_size": 128,
+                      "num_train_epochs": 1.0},
+        ),
+        TrainingRecipe(
+            name="video-salmonn-mixed",
+            summary="video-SALMONN's multi-task fine-tuning with mixed unpaired audio-visual training",
+            source=("Sun et al. 2024 (video-SALMONN) §3.3 \"a portion of the training set is augmented with unpaired "
+                    "audio-visual data and the prompt combines the original tasks for audio and video\", §4 LoRA "
+                    "rank 32 on the LLM with the MRC Q-Former trained; the mixing rules and their values are those of "
+                    "the official datasets/sft_dataset.py (bytedance/SALMONN, branch videosalmonn): video-only rows "
+                    "get a random audio 20% of the time, image rows always (one task or both, 50/50), paired rows "
+                    "become audio-video matching questions 10% of the time, half of them mismatched"),
+            settings={**VIDEO_SALMONN_MIXING_VALUES, "lora": True, "lora_r": 32},
+        ),
+        TrainingRecipe(
+            name="favor-storytelling",
+            summary="FAVOR's storytelling fine-tuning (after the multi-task training)",
+            source=("Sun et al. (FAVOR) §4.3: \"The model is fine-tuned on this data for only 100 steps with a very "
+                    "small learning rate\"; Appendix C / Table 7 for the data (transformers-av make-storytelling). "
+                    f"The learning rate ({STORYTELLING_LEARNING_RATE:g}) is not in the paper: this package's choice"),
+            settings={"max_steps": STORYTELLING_STEPS, "learning_rate": STORYTELLING_LEARNING_RATE, "lora": True},
+        ),
+    )
+}
+
+
+__all__ = ["ALL_PRESETS", "AV_LLM_OPTIMISER", "AV_LLM_PRESETS", "AV_LLM_TABLE_10_MIX", "PRESETS",
+           "STORYTELLING_LEARNING_RATE", "STORYTELLING_STEPS", "TRAINING_RECIPES", "TrainingRecipe",
+           "VIDEO_SALMONN_MIXING_VALUES", "av_llm_preset", "favor_preset", "preset_config", "preset_parameter_counts"]

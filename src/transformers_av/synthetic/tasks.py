@@ -24,10 +24,15 @@ SYNC_QUESTION = "What colour was on screen when the beep sounded?"
 SYNC_PALETTE: tuple[str, ...] = ("red", "green", "blue", "yellow")
 
 MATCH_QUESTION = "Which colour is this clip?"
+#: modality -> the question a row of that modality asks in `make_modality_match_task` (an instruction written from
+#: the row's own modality, as the Audio-Visual LLM's modality-augmented training wants)
+MATCH_QUESTIONS_BY_MODALITY = {"visual": "Which colour is on screen?", "audio": "Which colour does the tone name?",
+                               "audio_visual": MATCH_QUESTION}
 #: class -> tone pitch (Hz) of `make_match_task`: one octave apart, so each lands in different mel bins
 MATCH_TONES: dict[str, float] = {"red": 300.0, "green": 600.0, "blue": 1200.0, "yellow": 2400.0}
 
-__all__ = ["MATCH_QUESTION", "MATCH_TONES", "SYNC_PALETTE", "SYNC_QUESTION", "make_match_task", "make_sync_task"]
+__all__ = ["MATCH_QUESTION", "MATCH_QUESTIONS_BY_MODALITY", "MATCH_TONES", "SYNC_PALETTE", "SYNC_QUESTION",
+           "make_match_task", "make_modality_match_task", "make_sync_task"]
 
 
 def make_match_task(
@@ -75,6 +80,34 @@ def make_match_task(
         )
         rows.append({"video": name, "prompt": MATCH_QUESTION, "answer": answer, "frequency": tones[answer]})
     with open(root / jsonl_name, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return rows
+
+
+def make_modality_match_task(
+    root: str | os.PathLike,
+    num_clips: int,
+    *,
+    modalities: Sequence[str] = tuple(MATCH_QUESTIONS_BY_MODALITY),
+    jsonl_name: str = "data.jsonl",
+    **match_task_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """[`make_match_task`] clips as rows of one modality each: clip `i` is a `modalities[i % len(modalities)]` row
+    (`"visual"`: its frames only, `"audio"`: its sound track only, `"audio_visual"`: both) asking the question of
+    that modality ([`MATCH_QUESTIONS_BY_MODALITY`]), so no row asks about a medium it is not given.
+
+    Returns:
+        the rows, as written: `video`, `modality`, `prompt`, `answer` and the ground-truth `frequency`.
+    """
+    unknown = [m for m in modalities if m not in MATCH_QUESTIONS_BY_MODALITY]
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be among {list(MATCH_QUESTIONS_BY_MODALITY)}, got {list(modalities)!r}")
+    rows = make_match_task(root, num_clips, jsonl_name=jsonl_name, **match_task_kwargs)
+    for i, row in enumerate(rows):
+        modality = modalities[i % len(modalities)]
+        row.update(modality=modality, prompt=MATCH_QUESTIONS_BY_MODALITY[modality])
+    with open(Path(root) / jsonl_name, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
     return rows

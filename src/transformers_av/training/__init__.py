@@ -1,9 +1,22 @@
-"""Training: the JSONL dataset format and its lazy collators (FAVOR / video-SALMONN, and the Audio-Visual LLM's
-modality-augmented one), LoRA on the LLM (`apply_lora`), `FavorTrainer`, LLM-only gradient checkpointing, synthetic
-audio-visual tasks, and the `transformers-av train` command (`TrainSettings`, `run_training`, the AV-LLM's stages)."""
+"""Training: the JSONL dataset format (rows carry their modality) and its lazy collators (FAVOR / video-SALMONN, the
+Audio-Visual LLM), the recipes' row mixing (video-SALMONN's mixed training, the Audio-Visual LLM's modality mix), LoRA
+on the LLM (`apply_lora`), `FavorTrainer`, LLM-only gradient checkpointing, synthetic audio-visual tasks, and the `transformers-av train` command (`TrainSettings`, `run_training`,
+the papers' recipes)."""
 
 from ..synthetic.tasks import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
-from .data import CONVERSATION_FIELD, MEDIA_FIELDS, AvLlmDataCollator, FavorDataCollator, load_av_dataset, normalize_row
+from .data import (
+    CONVERSATION_FIELD,
+    MEDIA_FIELDS,
+    MODALITY_FIELD,
+    ROW_MODALITIES,
+    AvLlmDataCollator,
+    FavorDataCollator,
+    declared_modality,
+    load_av_dataset,
+    normalize_row,
+    row_modality,
+)
+from .mixing import VIDEO_SALMONN_MIXING, EpochSampler, MixedTrainingData, MixingRules, mix_row
 from .peft import (
     LLM_ATTENTION_LORA_TARGET_REGEX,
     LLM_ATTENTION_MLP_LORA_TARGET_REGEX,
@@ -13,7 +26,7 @@ from .peft import (
     trainable_parameter_summary,
 )
 from .run import WeightDigestCallback, run_training, weights_digest
-from .settings import STAGE_COMMON, STAGE_RECIPES, TrainSettings, load_train_settings
+from .settings import STAGE_RECIPES, TrainSettings, load_train_settings
 from .trainer import (
     LOSS_TERMS,
     FavorTrainer,
@@ -25,6 +38,7 @@ from .trainer import (
 __all__ = [
     "AvLlmDataCollator",
     "CONVERSATION_FIELD",
+    "EpochSampler",
     "FavorDataCollator",
     "FavorTrainer",
     "LLM_ATTENTION_LORA_TARGET_REGEX",
@@ -34,13 +48,18 @@ __all__ = [
     "MATCH_QUESTION",
     "MATCH_TONES",
     "MEDIA_FIELDS",
-    "STAGE_COMMON",
+    "MODALITY_FIELD",
+    "MixedTrainingData",
+    "MixingRules",
+    "ROW_MODALITIES",
     "STAGE_RECIPES",
     "SYNC_PALETTE",
     "SYNC_QUESTION",
     "TrainSettings",
+    "VIDEO_SALMONN_MIXING",
     "WeightDigestCallback",
     "apply_lora",
+    "declared_modality",
     "disable_llm_gradient_checkpointing",
     "enable_llm_gradient_checkpointing",
     "favor_training_arguments",
@@ -49,7 +68,9 @@ __all__ = [
     "lora_config",
     "make_match_task",
     "make_sync_task",
+    "mix_row",
     "normalize_row",
+    "row_modality",
     "run_training",
     "trainable_parameter_summary",
     "weights_digest",

@@ -15,6 +15,14 @@ Fields:
 
 * `video` / `audio` / `image` (optional, strings): media files. A video's own sound track is its audio unless
   `audio` is given. `video` and `image` exclude each other. A row without media is a text-only sample.
+* `modality` (optional): what the sample is trained on -- `"visual"` (the picture only: a video's sound track is
+  not used), `"audio"` (the sound only: an `audio` file, or a video's sound track without its frames) or
+  `"audio_visual"` (both). Written or not, every row has one (`row_modality`): without the field it follows from
+  the media given (an image or a video with an `audio` file is audio-visual, an image alone visual, an audio file
+  alone audio) and, for a video alone, from whether the file has a sound track. The Audio-Visual LLM's
+  modality-augmented training (Shu et al. §3.2) mixes rows of the three modalities, each with instructions written
+  from its own modality; video-SALMONN's mixed training (Sun et al. §3.3) treats visual-only, image and paired rows
+  differently (`transformers_av.training.mixing`).
 * `prompt`, `answer` (strings): the question and the target response of a single-turn sample.
 * `conversations` (optional, replaces `prompt`/`answer`): alternating turns starting with the user and ending with
   the assistant. A turn is `{"role": "user"|"assistant", "content": str}` (also accepted: `"from"` with
@@ -52,7 +60,6 @@ drops the dataset columns that are not arguments of the model's `forward` unless
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -73,6 +80,11 @@ from ..models.favor.processing_favor import SAMPLING_RATE, TEXT_ONLY_TEMPLATE
 MEDIA_FIELDS = ("video", "audio", "image")
 TEXT_FIELDS = ("prompt", "answer")
 CONVERSATION_FIELD = "conversations"
+MODALITY_FIELD = "modality"
+#: The column `transformers-av train` adds to name a row in errors ("row 3 of train.jsonl").
+ROW_FIELD = "_row"
+#: The modalities a row can be trained on (the Audio-Visual LLM's `<VIS>`, `<AUD>`, `<AUD_VIS>`).
+ROW_MODALITIES = tuple(MODALITY_TOKENS)
 _ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 _MEDIA_TAG = re.compile(r"<(video|image|audio|speech)>\s*", flags=re.IGNORECASE)
 
@@ -80,11 +92,16 @@ __all__ = [
     "AvLlmDataCollator",
     "CONVERSATION_FIELD",
     "MEDIA_FIELDS",
+    "MODALITY_FIELD",
+    "ROW_FIELD",
+    "ROW_MODALITIES",
     "FavorDataCollator",
+    "declared_modality",
     "load_av_dataset",
     "manifest_row_names",
     "normalize_row",
     "read_jsonl_rows",
+    "row_modality",
 ]
 
 
@@ -145,6 +162,7 @@ def normalize_row(row: Mapping[str, Any], index: int | str = "?", *, source: str
         out[field] = _join(media_root, value)
     if out["video"] is not None and out["image"] is not None:
         raise ValueError(f"{where}: fields 'video' and 'image' exclude each other (give one visual input)")
+    out[MODALITY_FIELD] = _check_modality(out, row.get(MODALITY_FIELD), where)
 
     conversation = row.get(CONVERSATION_FIELD)
     if conversation is not None:
@@ -162,6 +180,58 @@ def normalize_row(row: Mapping[str, Any], index: int | str = "?", *, source: str
             if not isinstance(value, str) or not value.strip():
                 raise _row_error(where, field, f"must be a non-empty string, got {value!r}")
     return out
+
+
+def _check_modality(row: Mapping[str, Any], modality: Any, where: str) -> str | None:
+    """The row's `modality` field, checked against its media (`None` when not given)."""
+    if modality is None:
+        return None
+    if modality not in ROW_MODALITIES:
+        raise _row_error(where, MODALITY_FIELD, f"must be one of {list(ROW_MODALITIES)}, got {modality!r}")
+    picture = row["video"] is not None or row["image"] is not None
+    if modality == "visual" and not picture:
+        raise _row_error(where, MODALITY_FIELD, "is 'visual' but the row gives no 'video' or 'image'")
+    if modality == "visual" and row["audio"] is not None:
+        raise _row_error(where, MODALITY_FIELD, "is 'visual' but the row gives an 'audio' file (drop it, or write "
+                                                "'audio_visual')")
+    if modality == "audio" and row["image"] is not None:
+        raise _row_error(where, MODALITY_FIELD, "is 'audio' but the row gives an 'image' (drop it, or write "
+                                                "'audio_visual')")
+    if modality == "audio" and row["video"] is not None and row["audio"] is not None:
+        raise _row_error(where, MODALITY_FIELD, "is 'audio' but the row gives both a 'video' and an 'audio' file "
+                                                "(give the one whose sound is trained)")
+    if modality != "visual" and row["audio"] is None and row["video"] is None:
+        raise _row_error(where, MODALITY_FIELD, f"is {modality!r} but the row gives no 'audio' or 'video' to hear")
+    if modality == "audio_visual" and not picture:
+        raise _row_error(where, MODALITY_FIELD, "is 'audio_visual' but the row gives no 'video' or 'image'")
+    return modality
+
+
+def declared_modality(row: Mapping[str, Any]) -> str | None:
+    """The modality a normalised row states or implies without opening a file: its `modality` field, else
+    "audio_visual" for a picture with an `audio` file, "visual" for an image alone, "audio" for an audio file
+    alone; `None` for a video alone (its sound track decides) and for a text-only row."""
+    if row.get(MODALITY_FIELD) is not None:
+        return row[MODALITY_FIELD]
+    picture = row.get("video") is not None or row.get("image") is not None
+    if picture and row.get("audio") is not None:
+        return "audio_visual"
+    if row.get("image") is not None:
+        return "visual"
+    if row.get("audio") is not None:
+        return "audio"
+    return None
+
+
+def row_modality(row: Mapping[str, Any], *, has_sound_track=has_audio_track) -> str | None:
+    """The modality a normalised row trains on: [`declared_modality`], and for a video alone "audio_visual" when
+    the file has a sound track (`has_sound_track(path)`, which opens the file's header only), else "visual".
+    `None` for a text-only row."""
+    modality = declared_modality(row)
+    if modality is None and row.get("video") is not None:
+        video = row["video"]
+        return "audio_visual" if is_media_file(video) and has_sound_track(video) else "visual"
+    return modality
 
 
 def _join(root: str | os.PathLike | None, path: str) -> str:
@@ -204,8 +274,10 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
         split: the split of a `DatasetDict`, and the split name given to the returned dataset.
 
     Returns:
-        a `datasets.Dataset` with the columns `video`, `audio`, `image`, `prompt`, `answer`, `conversations` and any
-        extra field. Files are not opened (the collator decodes them).
+        a `datasets.Dataset` with the columns `video`, `audio`, `image`, `modality`, `prompt`, `answer`,
+        `conversations` and any extra field. `modality` is the row's [`declared_modality`] (`None` for a video
+        alone, whose sound track decides: [`row_modality`] opens it). Files are not opened (the collator decodes
+        them).
 
     Raises:
         ValueError: a row breaks the format; the message names the row (its 1-based line for a JSONL file, else its
@@ -248,6 +320,8 @@ def load_av_dataset(path_or_table: Any, media_root: str | os.PathLike | None = N
                       for line, row in zip(line_numbers, rows)]
     else:
         normalised = [normalize_row(row, i, source=source, media_root=media_root) for i, row in enumerate(rows)]
+    for row in normalised:  # what the row states or implies; a video alone stays None (its sound track decides)
+        row[MODALITY_FIELD] = declared_modality(row)
     # every row gets every column (Arrow needs one schema)
     columns = list(dict.fromkeys(key for row in normalised for key in row))
     table = {column: [row.get(column) for row in normalised] for column in columns}
@@ -271,6 +345,7 @@ class _Sample:
     video: str | None = None
     audio: str | None = None
     image: str | None = None
+    modality: str | None = None
 
 
 class FavorDataCollator:
@@ -282,35 +357,22 @@ class FavorDataCollator:
     tokens and the closing eos. Use `TrainingArguments(remove_unused_columns=False)`: the raw columns are strings
     that `forward` does not take, and `Trainer` would otherwise drop them before the collator sees them.
 
+    A row's `modality` is honoured: a `"visual"` row of a video with a sound track has its audio features switched
+    off (`modality_mask` 0 for audio, as video-SALMONN's official data code masks a video-only sample's audio), an
+    `"audio"` row of a video is given the video's sound track as its audio and no frames. Mixing rows (unpaired
+    audio, audio-video matching, a modality mix) happens before the collator, in the dataset
+    ([`~transformers_av.training.mixing.MixedTrainingData`]): a mixed row is an ordinary row here.
+
     Args:
         processor ([`FavorProcessor`]): builds the model inputs.
         media_root: folder relative media paths are resolved against (default: as written, i.e. the working
             directory; [`load_av_dataset`] already joins the JSONL's folder).
         padding_side (`str`, defaults to `"right"`): padding of `input_ids`/`labels`.
         max_length (`int`, optional): answers are truncated so that a sample fits (prompts are never cut).
-        mixed_unpaired_ratio (`float`, defaults to 0): video-SALMONN's mixed unpaired audio-visual training. Each
-            sample is, with this probability, replaced by an *unpaired* one: the picture of its own row (its video,
-            without its sound track, or its image) with the audio of another row of the batch picked at random (that
-            row's `audio` file, or its video's sound track). The prompts and answers are joined with one space, the
-            visual row first::
-
-                prompt = f"{visual_prompt} {audio_prompt}"      answer = f"{visual_answer} {audio_answer}"
-
-            (for a multi-turn row, its final question and answer). A sample stays paired when no other row of the
-            batch has audio or its own row has no picture; a batch of one row is never unpaired.
-        modality_augmentation (`bool`, defaults to False): the Audio-Visual LLM's modality-augmented training. Every
-            sample (after the unpairing above) becomes three consecutive samples of the same media, prompt and
-            answer: video-only (`modality_mask` [1, 0]), audio-only ([0, 1]) and audio-visual ([1, 1]), in that order.
-            The media are decoded once; the masked modality is zeroed in the model through `modality_mask` (the token
-            count is that of the full clip). A sample that has only one modality is kept once.
-        seed (`int`, defaults to 0): seed of the unpairing draws. The draws of a batch are a function of the seed
-            and the batch's rows (their media, prompts and answers), not of how many batches came before: a run
-            resumed from a checkpoint, or decoding in several dataloader workers, draws exactly what an
-            uninterrupted single-worker run draws. (The same rows in the same order get the same draws; with a
-            shuffled dataset and batches of 2 or more that is rare.)
-        ensure_all_modalities (`bool`, defaults to False): give every batch every modality tensor, so that every
-            encoder runs on every batch (what data-parallel training with FSDP / DeepSpeed ZeRO-3 needs, and DDP
-            without `find_unused_parameters`: a rank whose batch lacks a modality would otherwise skip that encoder
+        ensure_all_modalities (`bool`, defaults to False): for data-parallel training (DDP, FSDP, ZeRO) every rank
+            must run every encoder on every step. When the whole batch lacks audio (or pictures), add zero dummy
+            inputs for it so that the model still runs those encoders (FAVOR runs Whisper/BEATs only when
+            `input_features` is given and the visual encoder only when pictures are given; otherwise skip that encoder
             and its projection). A batch without audio gets zero Whisper log-mel features (one 30 s chunk per
             sample) with an all-False `input_features_mask` (0 audio frames: the token count does not change) and,
             when the processor computes audio events, a zero BEATs fbank (1 s); a batch without pictures gets one
@@ -330,49 +392,42 @@ class FavorDataCollator:
         media_root: str | os.PathLike | None = None,
         padding_side: str = "right",
         max_length: int | None = None,
-        mixed_unpaired_ratio: float = 0.0,
-        modality_augmentation: bool = False,
-        seed: int = 0,
         ensure_all_modalities: bool = False,
     ):
-        if not 0.0 <= float(mixed_unpaired_ratio) <= 1.0:
-            raise ValueError(f"mixed_unpaired_ratio must be in [0, 1], got {mixed_unpaired_ratio!r}")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         self.processor = processor
         self.media_root = media_root
         self.padding_side = padding_side
         self.max_length = max_length
-        self.mixed_unpaired_ratio = float(mixed_unpaired_ratio)
-        self.modality_augmentation = bool(modality_augmentation)
-        self.seed = seed
         self.ensure_all_modalities = bool(ensure_all_modalities)
 
     # -- rows -> samples -------------------------------------------------------------------------------------------
     def _row(self, feature: Mapping[str, Any], index: int) -> dict[str, Any]:
         if not isinstance(feature, Mapping):
-            raise TypeError(f"FavorDataCollator: batch item {index} is a {type(feature).__name__}, expected a row dict")
+            raise TypeError(f"{type(self).__name__}: batch item {index} is a {type(feature).__name__}, expected a "
+                            "row dict")
         if not any(key in feature for key in (*TEXT_FIELDS, CONVERSATION_FIELD)):
             raise ValueError(
-                f"FavorDataCollator: batch item {index} has no 'prompt'/'answer'/'conversations' (keys: "
+                f"{type(self).__name__}: batch item {index} has no 'prompt'/'answer'/'conversations' (keys: "
                 f"{sorted(feature)}). With transformers.Trainer pass TrainingArguments(remove_unused_columns=False): "
                 "the dataset's columns are strings that the model's forward does not take."
             )
-        row = normalize_row(feature, index, source="the batch", media_root=self.media_root)
-        return row
+        return normalize_row(feature, index, source="the batch", media_root=self.media_root)
 
     def _sample(self, row: dict[str, Any]) -> _Sample:
         media = {field: row[field] for field in MEDIA_FIELDS}
+        modality = row.get(MODALITY_FIELD)
         conversation = row[CONVERSATION_FIELD]
         if conversation is None:
             prompt = row["prompt"]
             token = getattr(self.processor, "audio_visual_token", None)
             # a prompt written with the placeholder: its question is what the processor reads out of it
             question = self.processor._question_of(prompt) if token and token in prompt else prompt
-            return _Sample(text=prompt, answer=row["answer"], question=question, **media)
+            return _Sample(text=prompt, answer=row["answer"], question=question, modality=modality, **media)
         question = _MEDIA_TAG.sub("", conversation[-2]["content"]).strip()
         return _Sample(text=self._render_conversation(conversation, media), answer=conversation[-1]["content"],
-                       question=question, qformer_text=question, **media)
+                       question=question, qformer_text=question, modality=modality, **media)
 
     def _render_conversation(self, conversation: list[dict[str, str]], media: dict[str, Any]) -> str:
         """All turns but the final answer, in the processor's chat template, ending with the generation prompt."""
@@ -397,85 +452,41 @@ class FavorDataCollator:
                              f"template {TEXT_ONLY_TEMPLATE!r}.")
         return rendered[len(before) : len(rendered) - len(after)]
 
-    def _batch_rng(self, samples: list[_Sample]) -> np.random.Generator:
-        """A generator seeded by `seed` and the content of the batch (stateless: resumable, worker-independent)."""
-        # file names, not full paths: the same rows give the same draws wherever the media folder lies
-        def name(path):
-            return None if path is None else os.path.basename(str(path))
-
-        content = json.dumps(
-            [[name(s.video), name(s.audio), name(s.image), s.text, s.answer] for s in samples], ensure_ascii=False
-        )
-        key = int.from_bytes(hashlib.sha256(content.encode("utf-8")).digest()[:8], "little")
-        return np.random.default_rng([int(self.seed) & 0xFFFFFFFFFFFFFFFF, key])
-
-    def _unpair(self, samples: list[_Sample]) -> list[_Sample]:
-        """video-SALMONN's mixed unpaired training: replace a share of the samples by (picture of row i, audio of
-        row j != i), with joined prompts and answers."""
-        if self.mixed_unpaired_ratio <= 0 or len(samples) < 2:
-            return samples
-
-        track: dict[int, str | None] = {}
-
-        def audio_of(j: int) -> str | None:  # decided lazily: only the partners drawn are probed
-            if j not in track:
-                other = samples[j]
-                if other.audio is not None:
-                    track[j] = other.audio
-                elif other.video is not None and has_audio_track(other.video):
-                    track[j] = other.video
-                else:
-                    track[j] = None
-            return track[j]
-
-        rng = self._batch_rng(samples)
-        mixed = []
-        for i, sample in enumerate(samples):
-            draw = rng.random()
-            has_picture = sample.video is not None or sample.image is not None
-            partner = None
-            if draw < self.mixed_unpaired_ratio and has_picture:
-                for j in rng.permutation([j for j in range(len(samples)) if j != i]).tolist():
-                    if audio_of(j) is not None:
-                        partner = j
-                        break
-            if partner is None:
-                mixed.append(sample)
-                continue
-            other = samples[partner]
-            joined = f"{sample.question} {other.question}"
-            mixed.append(_Sample(
-                text=joined,
-                answer=f"{sample.answer} {other.answer}",
-                question=joined,
-                qformer_text=joined,
-                video=sample.video,
-                image=sample.image,
-                # an explicit audio replaces the video's own sound track in the processor
-                audio=audio_of(partner),
-            ))
-        return mixed
-
     # -- the call ----------------------------------------------------------------------------------------------------
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        samples = self._samples(features)
+        samples = [self._hear_only(sample) for sample in self._samples(features)]
         batch = self._process(samples, qformer_text=[s.qformer_text for s in samples])
+        batch = self._mask_unheard(batch, samples)
         if self.ensure_all_modalities:
             batch = self._add_missing_modalities(batch)
-        if self.modality_augmentation:
-            batch = self._augment(batch)
         return batch
 
     def _samples(self, features: Sequence[Mapping[str, Any]]) -> list[_Sample]:
-        """The batch's rows as samples, after the unpairing draws."""
+        """The batch's rows as samples."""
         if not features:
             raise ValueError(f"{type(self).__name__} got an empty batch")
-        return self._unpair([self._sample(self._row(feature, i)) for i, feature in enumerate(features)])
+        return [self._sample(self._row(feature, i)) for i, feature in enumerate(features)]
+
+    @staticmethod
+    def _hear_only(sample: _Sample) -> _Sample:
+        """An audio-only row of a video: its sound track as the audio, no frames."""
+        if sample.modality == "audio" and sample.video is not None:
+            return dataclasses.replace(sample, audio=sample.video, video=None)
+        return sample
+
+    @staticmethod
+    def _mask_unheard(batch: dict[str, torch.Tensor], samples: list[_Sample]) -> dict[str, torch.Tensor]:
+        """A visual-only row's sound track is loaded with the batch (the processor takes the sound of every video)
+        but switched off: its audio features are multiplied by 0 in the model."""
+        unheard = [i for i, sample in enumerate(samples) if sample.modality == "visual"]
+        if unheard and "modality_mask" in batch:
+            batch["modality_mask"][unheard, 1] = 0
+        return batch
 
     def _process(self, samples: list[_Sample], **extra) -> dict[str, torch.Tensor]:
         """One processor call for the samples (`extra`: processor-specific arguments)."""
-        # unpaired samples carry an explicit audio: the processor then ignores their video's own sound track
-        # (use_video_audio applies only to samples without `audio`, i.e. the paired ones, which keep their sound)
+        # a sample with an explicit audio (a separate file, or another row's sound in a mixed row) does not hear its
+        # video's own sound track: use_video_audio applies only to samples without `audio`
         return dict(self.processor(
             text=[s.text for s in samples],
             videos=[s.video for s in samples],
@@ -520,62 +531,38 @@ class FavorDataCollator:
                 batch["video_is_image"] = torch.zeros(batch_size, dtype=torch.bool)
         return batch
 
-    @staticmethod
-    def _augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each sample -> video-only, audio-only and audio-visual copies (only the modalities it has)."""
-        present = batch["modality_mask"]  # (B, 2) [video, audio]
-        views = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-        index, masks = [], []
-        for i, has in enumerate(present.bool().tolist()):
-            if all(has):
-                index += [i, i, i]
-                masks.append(views)
-            else:
-                index.append(i)
-                masks.append(present[i : i + 1])
-        index = torch.tensor(index)
-        out = {key: value[index] for key, value in batch.items()}
-        out["modality_mask"] = torch.cat(masks).to(present.dtype)
-        return out
-
 
 class AvLlmDataCollator(FavorDataCollator):
     r"""
-    [`FavorDataCollator`] for the Audio-Visual LLM ([`AvLlmProcessor`]): the same rows, loading and unpairing;
-    modalities are chosen by the prompt's modality token instead of a `modality_mask`.
+    [`FavorDataCollator`] for the Audio-Visual LLM ([`AvLlmProcessor`]): the same rows and loading; a row's
+    modality is written into its prompt as the modality token (`<VIS>`, `<AUD>`, `<AUD_VIS>`, Shu et al. §3.2), so
+    the processor loads and the model encodes only the media of that modality. A row without a `modality` field
+    and without a modality token in its prompt uses every medium it has.
 
-    `modality_augmentation=True` is the paper's modality-augmented training: every sample that has both a picture
-    and a sound (its own `audio`, or its video's sound track) becomes three consecutive samples of the same clip,
-    prompt and answer, marked `<VIS>` (frames only), `<AUD>` (audio only) and `<AUD_VIS>` (both), in that order. The
-    processor loads only what each mark names and the model runs only the encoders each sample asks for. A sample
-    with one modality is kept once (marked by what it has).
+    Modality-augmented training (the paper's MAT) is a property of the data: rows of the three modalities, each with
+    instructions written from its own modality, mixed in the batches (see `modality_mix` in
+    [`~transformers_av.training.mixing.MixedTrainingData`]). The collator never turns one row into several.
 
     `ensure_all_modalities` is not needed here and is ignored: the model itself runs the encoders a batch lacks on
     dummy inputs when training in several processes (`AvLlmConfig.run_absent_encoders`).
     """
 
-    VIEWS = ("visual", "audio", "audio_visual")
-
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        samples = self._samples(features)
-        if self.modality_augmentation:
-            samples = [view for sample in samples for view in self._views(sample)]
-        return self._process(samples)
+        return self._process([self._marked(sample) for sample in self._samples(features)])
 
-    def _views(self, sample: _Sample) -> list[_Sample]:
-        """The `<VIS>` / `<AUD>` / `<AUD_VIS>` copies of an audio-visual sample (the sample itself otherwise)."""
-
-        if any(token in sample.text for token in MODALITY_TOKENS.values()):
-            return [sample]
-        has_picture = sample.video is not None or sample.image is not None
-        has_sound = sample.audio is not None or (is_media_file(sample.video) and has_audio_track(sample.video))
-        if not (has_picture and has_sound):
-            return [sample]
-        views = []
-        for view in self.VIEWS:
-            if MEDIA_TOKEN in sample.text:
-                text = mark_modality(sample.text, view)
-            else:
-                text = f"{MODALITY_TOKENS[view]} {sample.text}"
-            views.append(dataclasses.replace(sample, text=text))
-        return views
+    @staticmethod
+    def _marked(sample: _Sample) -> _Sample:
+        """The sample with its row's modality token in the prompt (right before the placeholder, or first)."""
+        if sample.modality is None:
+            return sample
+        named = [modality for modality, token in MODALITY_TOKENS.items() if token in sample.text]
+        if named and named != [sample.modality]:
+            raise ValueError(f"a row of modality {sample.modality!r} has a prompt marked {MODALITY_TOKENS[named[0]]} "
+                             f"({sample.text!r})")
+        if named:
+            return sample
+        if MEDIA_TOKEN in sample.text:
+            text = mark_modality(sample.text, sample.modality)
+        else:
+            text = f"{MODALITY_TOKENS[sample.modality]} {sample.text}"
+        return dataclasses.replace(sample, text=text)

@@ -1,8 +1,19 @@
-"""LoRA on the LLM of a FAVOR / video-SALMONN model, as in the papers' training recipes.
+"""LoRA on the LLM of a FAVOR / video-SALMONN model (and of the Audio-Visual LLM), as in the papers' training recipes.
 
-The papers fine-tune the LLM with LoRA on its attention projections (r=32, alpha=32, dropout 0.1) and train the
-whole connector (audio projections, joint LayerNorm, window position table, query tokens, causal Q-Former and the
-projection into the LLM); the encoders (InstructBLIP ViT + Q-Former, Whisper, BEATs) and the base LLM stay frozen.
+FAVOR and video-SALMONN fine-tune the LLM with LoRA of rank 32 and train the whole connector (audio projections,
+joint LayerNorm, window position table, query tokens, causal Q-Former and the projection into the LLM); the encoders
+(InstructBLIP ViT + Q-Former, Whisper, BEATs) and the base LLM stay frozen. Which LLM weights get LoRA is written
+two ways:
+
+* the papers (FAVOR §4.2, video-SALMONN §4): "the attention query, key and value projections and feed-forward
+  network weights", i.e. q/k/v + gate/up/down: `target="attention+mlp"` minus `o_proj`, which no option gives
+  exactly;
+* the official code and released checkpoints (bytedance/SALMONN, branch videosalmonn): q/k/v/o with alpha 32 and
+  dropout 0.1 (DESIGN.md §4) -- `target="attention"`, the default, and what converted checkpoints hold. For Vicuna-13B
+  this is 0.4% of the LLM's parameters, the share both papers quote.
+
+The Audio-Visual LLM (Shu et al., 2023) trains its LLM fully in stage 2 (no LoRA); `apply_lora` is offered for it as
+a cheaper option, not as the paper's recipe.
 
 The LoRA targets are given as a regex anchored on the LLM's decoder layers: the Whisper encoder has modules with the
 same leaf names (`speech_encoder.layers.N.self_attn.q_proj`), so a plain `target_modules=["q_proj", ...]` would
@@ -70,8 +81,9 @@ def apply_lora(
     """Wrap a `FavorForConditionalGeneration` or `AvLlmForConditionalGeneration` in a `peft.PeftModel` with LoRA on
     the LLM only.
 
-    target: "attention" (q/k/v/o projections of every decoder layer, as in the papers) or "attention+mlp" (also
-    gate/up/down). train_connector: the whole connector becomes trainable (`modules_to_save=["connector"]`: PEFT
+    target: "attention" (q/k/v/o projections of every decoder layer: the official video-SALMONN configuration and
+    checkpoints) or "attention+mlp" (also gate/up/down: closer to the papers' "query, key and value projections and
+    feed-forward network weights", with o as well). train_connector: the whole connector becomes trainable (`modules_to_save=["connector"]`: PEFT
     trains a copy and saves it with the adapter). Everything else (encoders, base LLM, embeddings, LM head) is
     frozen; frozen encoders run under `torch.no_grad()`.
 

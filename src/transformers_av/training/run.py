@@ -20,15 +20,22 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..hub import TrainingDetails, push_to_hub
 from ..models import AvLlmForConditionalGeneration, family_of
-from ..presets import ALL_PRESETS, TINY_MODELS, preset_config
-from ..synthetic.tasks import make_match_task, make_sync_task
-from .data import AvLlmDataCollator, FavorDataCollator, load_av_dataset, manifest_row_names
+from ..presets import ALL_PRESETS, TINY_MODELS, TRAINING_RECIPES, preset_config
+from ..synthetic.tasks import make_match_task, make_modality_match_task, make_sync_task
+from .data import ROW_FIELD, AvLlmDataCollator, FavorDataCollator, load_av_dataset, manifest_row_names
+from .mixing import MixedTrainingData, MixingRules, modality_counts
 from .peft import apply_lora, trainable_model_classes
-from .settings import DIGEST_DIR, SYNTHETIC_SYNC_DATA, SYNTHETIC_TASKS, TrainSettings
+from .settings import (
+    DIGEST_DIR,
+    SYNTHETIC_MATCH_DATA,
+    SYNTHETIC_MODALITY_MATCH_DATA,
+    SYNTHETIC_SYNC_DATA,
+    SYNTHETIC_TASKS,
+    TrainSettings,
+)
 from .trainer import FavorTrainer, enable_llm_gradient_checkpointing, favor_training_arguments
 from .validate import checked_manifest
 
-ROW_FIELD = "_row"
 FINAL_DIR = "final"
 ADAPTER_DIR = "adapter"
 
@@ -40,6 +47,7 @@ __all__ = [
     "WeightDigestCallback",
     "build_model_and_processor",
     "load_training_dataset",
+    "mixed_training_data",
     "run_training",
     "weights_digest",
 ]
@@ -107,6 +115,15 @@ def load_training_dataset(path: str, media_root: str | None):
     return dataset.add_column(ROW_FIELD, [f"{name} of {path}" for name in manifest_row_names(path)])
 
 
+def mixed_training_data(dataset, settings: TrainSettings):
+    """The training rows as the recipe mixes them ([`MixedTrainingData`]: video-SALMONN's mixing rules, the
+    Audio-Visual LLM's modality mix), or `dataset` itself when the settings mix nothing."""
+    rules = MixingRules(**settings.mixing_rules)
+    if not rules.active and not settings.modality_mix:
+        return dataset
+    return MixedTrainingData(dataset, rules=rules, modality_mix=settings.modality_mix or None, seed=settings.seed)
+
+
 def weights_digest(model) -> str:
     """SHA-256 of every parameter of `model` (names, dtypes, shapes and bytes, in name order). Parameters sharded by
     FSDP2 (DTensors) are gathered first, so every rank must call it (in the same order: it is a collective then)."""
@@ -154,7 +171,7 @@ def _training_arguments(settings: TrainSettings, has_eval: bool):
         max_steps=settings.max_steps,
         per_device_train_batch_size=settings.per_device_train_batch_size,
         per_device_eval_batch_size=settings.per_device_eval_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps or 1,  # see _apply_batch_layout
         warmup_steps=settings.warmup_steps,
         adam_beta1=settings.adam_beta1,
         adam_beta2=settings.adam_beta2,
@@ -177,6 +194,18 @@ def _training_arguments(settings: TrainSettings, has_eval: bool):
         kwargs.update(eval_strategy="steps", eval_steps=settings.eval_steps or settings.save_steps)
     kwargs.update(settings.training_args)
     return favor_training_arguments(**kwargs)
+
+
+def _apply_batch_layout(args, settings: TrainSettings) -> tuple[int, int]:
+    """Set `args.gradient_accumulation_steps` so that an optimizer step sees `total_train_batch_size` samples over
+    all processes (`args.world_size`, known once the arguments exist); returns `(accumulation, total)`."""
+    accumulation, total = settings.batch_layout(args.world_size)
+    args.gradient_accumulation_steps = accumulation
+    return accumulation, total
+
+
+_SYNTHETIC_TASK_MAKERS = {SYNTHETIC_SYNC_DATA: make_sync_task, SYNTHETIC_MATCH_DATA: make_match_task,
+                          SYNTHETIC_MODALITY_MATCH_DATA: make_modality_match_task}
 
 
 def _resolve_checkpoint(setting: str | None, output_dir: str) -> str | None:
@@ -213,11 +242,16 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
     calls it; only the main process writes the final model."""
     has_eval = settings.eval_data is not None
     args = _training_arguments(settings, has_eval)
+    accumulation, total_batch = _apply_batch_layout(args, settings)
+    if args.process_index == 0:
+        print(f"batch: {total_batch} samples per optimizer step = {settings.per_device_train_batch_size} per device x "
+              f"{args.world_size} process(es) x {accumulation} accumulation step(s)"
+              + (f" (recipe {settings.recipe})" if settings.recipe else ""))
     resume = _resolve_checkpoint(settings.resume_from_checkpoint, settings.output_dir)
 
     train_data, media_root = settings.train_data, settings.media_root
     if train_data in SYNTHETIC_TASKS:
-        make_task = make_sync_task if train_data == SYNTHETIC_SYNC_DATA else make_match_task
+        make_task = _SYNTHETIC_TASK_MAKERS[train_data]
         root = Path(settings.output_dir) / "synthetic_data"
         with args.main_process_first(local=True, desc="writing the synthetic clips"):
             if args.local_process_index == 0 and not (root / "data.jsonl").is_file():
@@ -233,7 +267,9 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
             if has_eval:
                 eval_data, eval_root = checked_manifest(
                     eval_data, eval_root, kept_path=Path(settings.output_dir) / "kept_eval.jsonl", **check)
-    train_dataset = load_training_dataset(train_data, media_root)
+    train_dataset = mixed_training_data(load_training_dataset(train_data, media_root), settings)
+    if isinstance(train_dataset, MixedTrainingData) and args.process_index == 0:
+        print(f"rows per modality: {modality_counts(train_dataset.modalities)}")
     eval_dataset = load_training_dataset(eval_data, eval_root) if has_eval else None
 
     set_seed(settings.seed)  # the same initial weights on every rank for a from-scratch model
@@ -249,10 +285,7 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
         processor,
         padding_side="right",
         max_length=settings.max_length,
-        mixed_unpaired_ratio=settings.mixed_unpaired_ratio,
-        modality_augmentation=settings.modality_augmentation,
         ensure_all_modalities=settings.ensure_all_modalities,
-        seed=settings.seed,
     )
     all_callbacks = list(callbacks or [])
     if settings.weights_digest:
@@ -277,6 +310,9 @@ def run_training(settings: TrainSettings, callbacks: list | None = None) -> dict
         "global_step": trainer.state.global_step,
         "train_loss": result.training_loss,
         "resumed_from": resume,
+        "recipe": settings.recipe,
+        "total_train_batch_size": total_batch,
+        "gradient_accumulation_steps": accumulation,
         "lora": settings.lora,
         "is_main_process": trainer.is_world_process_zero(),
     }
@@ -290,6 +326,7 @@ def _push_final(trainer, settings: TrainSettings, final_dir: Path, train_data: s
     training = TrainingDetails.from_training_arguments(
         trainer.args, datasets=[dataset_name], model=trained, num_examples=num_examples,
         notes=f"transformers-av train, {trainer.state.global_step} optimizer steps",
+        recipe=settings.recipe, recipe_source=TRAINING_RECIPES[settings.recipe].source if settings.recipe else None,
     )
     base = None if _from_scratch(settings) else settings.model
     model = AutoModelForMultimodalLM.from_pretrained(final_dir)

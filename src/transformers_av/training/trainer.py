@@ -11,7 +11,8 @@ accumulated batch) and returns `loss = lm_loss + diversity_loss_weight * diversi
   `torch.no_grad()`, so there is nothing to recompute there. Use `enable_llm_gradient_checkpointing(model)`
   rather than `TrainingArguments(gradient_checkpointing=True)`, which would flag every encoder layer of the model.
 
-`FavorTrainer` only adds the two loss terms to the training logs (`lm_loss`, `diversity_loss`).
+`FavorTrainer` adds the two loss terms to the training logs (`lm_loss`, `diversity_loss`) and reads a
+[`MixedTrainingData`] (the recipes' mixed rows) with its own [`EpochSampler`]; training itself is unchanged.
 
 Gradient accumulation and the diversity loss: the LM loss is normalised by the answer-token count of the whole
 accumulated batch (`num_items_in_batch`), and the model scales each micro-batch's diversity term by that micro-batch's
@@ -27,6 +28,8 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import nested_gather
 from transformers.utils import logging
+
+from .mixing import MixedTrainingData
 
 logger = logging.get_logger(__name__)
 
@@ -98,6 +101,13 @@ class FavorTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._loss_term_totals: dict[str, torch.Tensor] = {}  # on-device sums since the last training log
         self._loss_term_steps: set[int] = set()  # the optimizer steps they cover
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if isinstance(dataset, MixedTrainingData):
+            # its keys carry the epoch and position that seed every mixing draw (see training.mixing)
+            return dataset.sampler()
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
