@@ -1,5 +1,5 @@
 """`transformers-av` command line: run a demo, convert official checkpoints, list presets, fine-tune (`train`), check a
-training manifest (`validate-data`)."""
+training manifest (`validate-data`), build FAVOR's storytelling set (`make-storytelling`)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .synthetic.media import make_av_clip
 from .training.cli import run_from_args as run_train
 from .training.settings import train_argument_parser
 from .training.validate import add_validate_data_arguments, run_validate_data
+from .training.storytelling import add_make_storytelling_arguments, run_make_storytelling
 
 
 def _convert(args) -> int:
@@ -176,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_validate_data_arguments(validate)
     validate.set_defaults(func=run_validate_data)
+    storytelling = sub.add_parser(
+        "make-storytelling", help="build FAVOR's storytelling fine-tuning set (Table 7 prompt) with an LLM",
+        description="Write FAVOR's storytelling training rows (see transformers_av.training.storytelling).",
+    )
+    add_make_storytelling_arguments(storytelling)
+    storytelling.set_defaults(func=run_make_storytelling)
     return parser
 
 

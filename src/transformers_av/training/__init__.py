@@ -1,6 +1,7 @@
 """Training: the JSONL dataset format (rows carry their modality) and its lazy collators (FAVOR / video-SALMONN, the
 Audio-Visual LLM), the recipes' row mixing (video-SALMONN's mixed training, the Audio-Visual LLM's modality mix), LoRA
-on the LLM (`apply_lora`), `FavorTrainer`, LLM-only gradient checkpointing, synthetic audio-visual tasks, and the `transformers-av train` command (`TrainSettings`, `run_training`,
+on the LLM (`apply_lora`), `FavorTrainer`, LLM-only gradient checkpointing, synthetic audio-visual tasks, FAVOR's
+storytelling set (`make_storytelling_set`), and the `transformers-av train` command (`TrainSettings`, `run_training`,
 the papers' recipes)."""
 
 from ..synthetic.tasks import MATCH_QUESTION, MATCH_TONES, SYNC_PALETTE, SYNC_QUESTION, make_match_task, make_sync_task
@@ -27,6 +28,7 @@ from .peft import (
 )
 from .run import WeightDigestCallback, run_training, weights_digest
 from .settings import STAGE_RECIPES, TrainSettings, load_train_settings
+from .storytelling import STORY_PROMPT, STORY_QUESTION, make_storytelling_set
 from .trainer import (
     LOSS_TERMS,
     FavorTrainer,
@@ -53,6 +55,8 @@ __all__ = [
     "MixingRules",
     "ROW_MODALITIES",
     "STAGE_RECIPES",
+    "STORY_PROMPT",
+    "STORY_QUESTION",
     "SYNC_PALETTE",
     "SYNC_QUESTION",
     "TrainSettings",
@@ -67,6 +71,7 @@ __all__ = [
     "load_train_settings",
     "lora_config",
     "make_match_task",
+    "make_storytelling_set",
     "make_sync_task",
     "mix_row",
     "normalize_row",
