@@ -171,8 +171,8 @@ def add_make_storytelling_arguments(parser: argparse.ArgumentParser) -> None:
 def run_make_storytelling(args: argparse.Namespace) -> int:
     """`transformers-av make-storytelling`: build the generator the options name, then the set."""
     if bool(args.judge_url) == bool(args.judge_transformers):
-        raise SystemExit("error: give --judge-url (an OpenAI-compatible server) or --judge-transformers (a local "
-                         "model), one of them")
+        raise ValueError("give --judge-url (an OpenAI-compatible server) or --judge-transformers (a local model), "
+                         "one of them")
     if args.judge_transformers:
         generate = TransformersJudge(args.judge_transformers, max_new_tokens=args.max_new_tokens)
     else:
