@@ -176,7 +176,8 @@ def test_stage_one_trains_only_the_projectors(tmp_path):
         def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
             seen["args"] = args
             seen["initial"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            seen["trainable"] = sorted({n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad})
+            seen["trainable"] = sorted(n for n, p in model.named_parameters() if p.requires_grad
+                                       and not n.startswith("model.connector."))
 
         def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
             seen.setdefault("lrs", []).append(lr_scheduler.get_last_lr()[0])
@@ -198,15 +199,21 @@ def test_stage_one_trains_only_the_projectors(tmp_path):
     # warm-up: 0 -> 1e-3 -> 2e-3 over 2 steps, then cosine decay
     assert seen["lrs"][:3] == pytest.approx([0.0, 1e-3, 2e-3])  # analytic schedule, float rounding only
     assert seen["lrs"][-1] < 2e-3 * 0.01  # end of the cosine decay (measured 4.8e-6)
-    assert seen["trainable"] == ["connector"]
+    # the projectors, and of the LLM only the embedding rows of the tokens the model adds (training.token_rows)
+    assert seen["trainable"] == ["model.language_model.embed_tokens.weight"]
 
     final = AutoModelForMultimodalLM.from_pretrained(tmp_path / "run" / "final")
     assert isinstance(final, AvLlmForConditionalGeneration)
+    embeddings = "model.language_model.embed_tokens.weight"
     for name, after in final.state_dict().items():
         before = seen["initial"][name]
-        if name.startswith("model.connector."):
+        if name.startswith("model.connector.") or name == embeddings:
             continue
         assert torch.equal(before, after), name  # CLIP, CLAP, the LLM and the head are untouched
+    # the modality tokens' rows trained (every row of the data is <VIS>, <AUD> or <AUD_VIS>), no other row moved
+    config = final.config
+    changed_rows = (final.state_dict()[embeddings] != seen["initial"][embeddings]).any(-1).nonzero()[:, 0].tolist()
+    assert changed_rows == sorted(config.modality_token_ids.values())
     changed = [n for n, v in final.state_dict().items() if n.startswith("model.connector.")
                and not torch.equal(v, seen["initial"][n])]
     assert {n.split(".")[2] for n in changed} == {"temporal_projection", "spatial_projection", "audio_projection"}
@@ -223,11 +230,13 @@ def test_lora_wraps_an_av_llm_like_a_favor_model():
     summary = trainable_parameter_summary(model)
     assert summary["visual encoder"]["trainable"] == summary["audio encoder"]["trainable"] == 0
     assert summary["LM head"]["trainable"] == 0
-    # LoRA: 2 layers x 4 projections x (A: 4 x 64 + B: 64 x 4)
-    assert summary["LLM"]["trainable"] == 2 * 4 * (4 * 64 + 64 * 4)
+    # LoRA: 2 layers x 4 projections x (A: 4 x 64 + B: 64 x 4); the 4 added tokens' embedding rows (PEFT trainable
+    # tokens: the placeholder, <VIS>, <AUD>, <AUD_VIS>)
+    lora_and_rows = 2 * 4 * (4 * 64 + 64 * 4) + 4 * 64
+    assert summary["LLM"]["trainable"] == lora_and_rows
     projectors = 2 * (32 * 64 + 64) + (512 * 64 + 64)
     assert summary["projectors"]["trainable"] == projectors and summary["projectors"]["total"] == 2 * projectors
-    assert summary["total"]["trainable"] == projectors + 2 * 4 * (4 * 64 + 64 * 4)
+    assert summary["total"]["trainable"] == projectors + lora_and_rows
     processor = tiny_av_llm_processor(config)
     batch = processor(text=["<AUD> q", "<VIS> q"], audio=[np.zeros(16000, np.float32), None],
                       images=[None, np.full((32, 32, 3), 200, np.uint8)], sampling_rate=16000, answers=["a", "b"])
@@ -237,9 +246,13 @@ def test_lora_wraps_an_av_llm_like_a_favor_model():
     optimizer.step()
     assert any(bool(p.abs().sum() > 0) for n, p in model.named_parameters() if "lora_B" in n)  # the LoRA moved
     model.eval()
+    initial_rows = model.get_base_model().get_input_embeddings().original_module.weight.detach().clone()
     with torch.no_grad():
         expected = model(**batch).logits
         merged = model.merge_and_unload()
         assert type(merged) is AvLlmForConditionalGeneration
+        # the rows of the modality tokens the batch used moved and are merged; no other row
+        moved = (merged.get_input_embeddings().weight != initial_rows).any(-1).nonzero()[:, 0].tolist()
+        assert moved == [config.visual_modality_token_id, config.audio_modality_token_id]
         # W + B A folded into one weight vs the adapter's separate path: fp32 summation order (measured 1.8e-7)
         assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)

@@ -26,12 +26,15 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from ..models import FAMILIES, count_parameters, family_of
+from .token_rows import added_token_ids
 
 # The LoRA targets and the fully trained modules are each family's own (`ModelFamily.lora_target_modules`,
 # `lora_modules_to_save`); both families name their LLM alike, so the first family's regexes name them for both here.
 LORA_TARGET_REGEXES = dict(FAMILIES["favor"].lora_target_modules)
 LLM_ATTENTION_LORA_TARGET_REGEX = LORA_TARGET_REGEXES["attention"]
 LLM_ATTENTION_MLP_LORA_TARGET_REGEX = LORA_TARGET_REGEXES["attention+mlp"]
+#: The LLM's token embedding, whose added tokens' rows train as PEFT trainable tokens.
+EMBEDDING_MODULE = "embed_tokens"
 
 
 def trainable_model_classes() -> tuple[type, ...]:
@@ -53,9 +56,11 @@ def lora_config(
     target: str = "attention",
     train_connector: bool = True,
     family: str = "favor",
+    trainable_token_ids: list[int] | None = None,
 ):
     """The `peft.LoraConfig` that `apply_lora` uses for a family (`model_type`): LoRA on the LLM only, the connector
-    fully trainable."""
+    fully trainable, and the embedding rows of `trainable_token_ids` (the tokens the family adds, see
+    `training.token_rows`) trained as PEFT trainable tokens."""
     record = family_of(family)
     if target not in record.lora_target_modules:
         raise ValueError(f"target must be one of {sorted(record.lora_target_modules)}, got {target!r}.")
@@ -65,6 +70,7 @@ def lora_config(
         lora_dropout=dropout,
         target_modules=record.lora_target_modules[target],
         modules_to_save=list(record.lora_modules_to_save) if train_connector else None,
+        trainable_token_indices={EMBEDDING_MODULE: list(trainable_token_ids)} if trainable_token_ids else None,
         bias="none",
     )
 
@@ -83,9 +89,11 @@ def apply_lora(
 
     target: "attention" (q/k/v/o projections of every decoder layer: the official video-SALMONN configuration and
     checkpoints) or "attention+mlp" (also gate/up/down: closer to the papers' "query, key and value projections and
-    feed-forward network weights", with o as well). train_connector: the whole connector becomes trainable (`modules_to_save=["connector"]`: PEFT
-    trains a copy and saves it with the adapter). Everything else (encoders, base LLM, embeddings, LM head) is
-    frozen; frozen encoders run under `torch.no_grad()`.
+    feed-forward network weights", with o as well). train_connector: the whole connector becomes trainable
+    (`modules_to_save=["connector"]`: PEFT trains a copy and saves it with the adapter). The embedding rows of the
+    tokens the family adds (the Audio-Visual LLM's modality tokens and placeholder, `training.token_rows`) train as
+    PEFT trainable tokens. Everything else (encoders, base LLM, the other embedding rows, LM head) is frozen;
+    frozen encoders run under `torch.no_grad()`.
 
     Save / load with `PeftModel.save_pretrained(dir)` / `PeftModel.from_pretrained(base_model, dir)`;
     `merge_and_unload()` returns a plain `FavorForConditionalGeneration`.
@@ -94,7 +102,7 @@ def apply_lora(
         names = " or ".join(cls.__name__ for cls in trainable_model_classes())
         raise TypeError(f"apply_lora expects a {names} (its LoRA targets are named from it), got {type(model).__name__}.")
     config = lora_config(r=r, alpha=alpha, dropout=dropout, target=target, train_connector=train_connector,
-                         family=model.config.model_type)
+                         family=model.config.model_type, trainable_token_ids=added_token_ids(model))
     model.freeze_encoders()  # PEFT freezes them too; this also documents the intent
     return get_peft_model(model, config)
 

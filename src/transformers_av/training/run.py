@@ -25,6 +25,7 @@ from ..synthetic.tasks import make_match_task, make_modality_match_task, make_sy
 from .data import ROW_FIELD, AvLlmDataCollator, FavorDataCollator, load_av_dataset, manifest_row_names
 from .mixing import MixedTrainingData, MixingRules, modality_counts
 from .peft import apply_lora, trainable_model_classes
+from .token_rows import train_added_token_rows
 from .settings import (
     DIGEST_DIR,
     SYNTHETIC_MATCH_DATA,
@@ -64,7 +65,8 @@ def _from_scratch(settings: TrainSettings) -> bool:
 
 def build_model_and_processor(settings: TrainSettings):
     """The model (`FavorForConditionalGeneration` or `AvLlmForConditionalGeneration`, encoders frozen if asked, LLM
-    frozen with `train_llm: false`; no LoRA yet) and its processor."""
+    frozen with `train_llm: false` but for the rows of the tokens the family adds (`training.token_rows`); no LoRA
+    yet) and its processor."""
     name, overrides = settings.model, dict(settings.model_config_overrides)
     if name in TINY_MODELS:
         model, processor = TINY_MODELS[name].build(**overrides)
@@ -91,6 +93,8 @@ def build_model_and_processor(settings: TrainSettings):
     if not settings.train_llm:
         model.model.language_model.requires_grad_(False)
         model.get_output_embeddings().requires_grad_(False)
+    if not settings.lora:  # (with LoRA, apply_lora makes them PEFT trainable tokens)
+        train_added_token_rows(model)  # the modality tokens' rows train with the projectors (stage 1 too)
     return model, processor
 
 

@@ -11,8 +11,9 @@ accumulated batch) and returns `loss = lm_loss + diversity_loss_weight * diversi
   `torch.no_grad()`, so there is nothing to recompute there. Use `enable_llm_gradient_checkpointing(model)`
   rather than `TrainingArguments(gradient_checkpointing=True)`, which would flag every encoder layer of the model.
 
-`FavorTrainer` adds the two loss terms to the training logs (`lm_loss`, `diversity_loss`) and reads a
-[`MixedTrainingData`] (the recipes' mixed rows) with its own [`EpochSampler`]; training itself is unchanged.
+`FavorTrainer` adds the two loss terms to the training logs (`lm_loss`, `diversity_loss`), reads a
+[`MixedTrainingData`] (the recipes' mixed rows) with its own [`EpochSampler`] and keeps an embedding of which only
+the added tokens' rows train out of weight decay (`training.token_rows`); training itself is unchanged.
 
 Gradient accumulation and the diversity loss: the LM loss is normalised by the answer-token count of the whole
 accumulated batch (`num_items_in_batch`), and the model scales each micro-batch's diversity term by that micro-batch's
@@ -30,6 +31,7 @@ from transformers.trainer_pt_utils import nested_gather
 from transformers.utils import logging
 
 from .mixing import MixedTrainingData
+from .token_rows import TRAINED_ROWS_ATTRIBUTE
 
 logger = logging.get_logger(__name__)
 
@@ -108,6 +110,12 @@ class FavorTrainer(Trainer):
             # its keys carry the epoch and position that seed every mixing draw (see training.mixing)
             return dataset.sampler()
         return super()._get_train_sampler(train_dataset)
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        # an embedding of which only the added tokens' rows train (training.token_rows): weight decay would move the
+        # frozen rows too
+        rows_only = {name for name, parameter in model.named_parameters() if hasattr(parameter, TRAINED_ROWS_ATTRIBUTE)}
+        return [name for name in super().get_decay_parameter_names(model) if name not in rows_only]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)

@@ -51,8 +51,10 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
     asked for with `<VIS>` is not even decoded for sound) and a named modality without its media is an error.
     Without a modality token, the sample uses every medium it has. The media placeholder (`<av_media>`) is expanded
     to exactly the number of tokens the model produces, `linear_connector_token_count` (the function the connector
-    itself uses), and the modality token is put right before it. A prompt holding the placeholder is used as written;
-    any other text is a question that `prompt_template` wraps (after removing its modality token).
+    itself uses), and the modality token is put right before it: the token stands at the position of its sample
+    (Shu et al. §3.2). A prompt holding the placeholder is used as written; any other text is a question that
+    `prompt_template` wraps (after removing a leading modality token); a modality token written inside a question
+    keeps its place there, its media right after it (the question then goes in the text-only frame `USER: ...`).
 
     Args:
         image_processor ([`CLIPImageProcessor`]): frame preprocessing (224 px, CLIP mean/std).
@@ -288,6 +290,9 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         token = MODALITY_TOKENS[modality]
         if MEDIA_TOKEN in text:  # a full prompt, used as written
             return mark_modality(text, modality)
+        if token in text.strip() and not text.strip().startswith(token):
+            # the modality token stands where its sample goes (Shu et al. §3.2): the media follow it, in the question
+            return TEXT_ONLY_TEMPLATE.format(question=text.strip().replace(token, token + MEDIA_TOKEN, 1))
         question = re.sub(rf"\s*{re.escape(token)}\s*", " ", text).strip()  # a question, maybe marked
         return self.prompt_template.format(media=token + MEDIA_TOKEN, question=question)
 

@@ -83,6 +83,12 @@ def runs_absent_encoders(mode: str, training: bool) -> bool:
     return distributed and torch.distributed.get_world_size() > 1
 
 
+def embedding_rows(embedding: nn.Module) -> int:
+    """The rows of an input embedding, also when PEFT wraps it to train some of its rows (the wrapper keeps the
+    embedding as `original_module` and has no `num_embeddings` of its own)."""
+    return getattr(embedding, "original_module", embedding).num_embeddings
+
+
 def token_mask(
     token_id: int | None,
     input_ids: torch.LongTensor | None,
@@ -96,9 +102,10 @@ def token_mask(
         return input_ids == token_id if token_id is not None else torch.zeros_like(input_ids, dtype=torch.bool)
     if token_id is None:
         return torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
-    if token_id >= embedding.num_embeddings:
+    rows = embedding_rows(embedding)
+    if token_id >= rows:
         raise ValueError(
-            f"{name} (id {token_id}) has no row in the input embeddings ({embedding.num_embeddings} rows), so it cannot "
+            f"{name} (id {token_id}) has no row in the input embeddings ({rows} rows), so it cannot "
             "be found in `inputs_embeds`: pass `input_ids`, or resize the token embeddings to include it."
         )
     row = embedding(torch.tensor(token_id, device=embedding.weight.device)).to(inputs_embeds.device, inputs_embeds.dtype)
@@ -136,7 +143,7 @@ def embed_tokens_without_placeholder(
     """Token embeddings of `input_ids`. A placeholder id beyond the embedding rows (a checkpoint whose vocabulary was
     not resized for it) is never looked up: its rows are overwritten by the media tokens anyway. Inside the
     vocabulary it is embedded like any token, so `input_ids` and `embedding(input_ids)` give the same model inputs."""
-    if placeholder_id is None or placeholder_id < embedding.num_embeddings:
+    if placeholder_id is None or placeholder_id < embedding_rows(embedding):
         return embedding(input_ids)
     return embedding(input_ids.masked_fill(input_ids == placeholder_id, 0))
 
