@@ -376,7 +376,8 @@ def train_argument_parser(**parser_kwargs) -> HfArgumentParser:
             continue
         if action.option_strings[0] == f"--no_{spec.name}":  # HfArgumentParser's negation of a flag that is on
             action.help = f"set {spec.name} to false"
-        elif spec.name not in RECIPE_DEFAULTS and "(default" not in action.help:  # else the help says it
+        elif spec.name not in RECIPE_DEFAULTS and "(default" not in action.help and not action.help.endswith("]"):
+            # (a help ending in "[...]" states its default, as the settings a recipe fills do)
             default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
             action.help = f"{action.help} (default: {default!r})"
         action.help = action.help.replace("%", "%%")  # argparse %-formats help texts ("3% warm-up")
