@@ -35,9 +35,14 @@ def test_only_the_added_rows_of_a_frozen_vocabulary_train():
     config = tiny_av_llm_config()
     model = AvLlmForConditionalGeneration(config)
     model.freeze_encoders()
-    model.model.language_model.requires_grad_(False)  # stage 1: the LLM is frozen
+    model.model.language_model.requires_grad_(False)  # stage 1: the LLM and its head are frozen
+    model.get_output_embeddings().requires_grad_(False)
     assert added_token_ids(model) == [config.media_token_id, *config.modality_token_ids.values()]
     assert train_added_token_rows(model) == added_token_ids(model)
+    from transformers_av.training import trainable_parameter_summary
+
+    summary = trainable_parameter_summary(model)  # the 4 rows of the 64-wide embedding, not the whole table
+    assert (summary["LLM"]["trainable"], summary["LM head"]["trainable"]) == (4 * 64, 0)
     processor = tiny_av_llm_processor(config)
     batch = processor(text="<VIS> What colour?", images=np.full((32, 32, 3), 200, np.uint8), answers="grey")
     model(**batch).loss.backward()

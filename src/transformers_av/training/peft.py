@@ -26,7 +26,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from ..models import FAMILIES, count_parameters, family_of
-from .token_rows import added_token_ids
+from .token_rows import TRAINED_ROWS_ATTRIBUTE, added_token_ids
 
 # The LoRA targets and the fully trained modules are each family's own (`ModelFamily.lora_target_modules`,
 # `lora_modules_to_save`); both families name their LLM alike, so the first family's regexes name them for both here.
@@ -108,14 +108,18 @@ def apply_lora(
 
 
 class _TrainableParameters:
-    """What [`count_parameters`] reads of a model (its `config` and `named_parameters()`), trainable parameters only."""
+    """What [`count_parameters`] reads of a model (its `config` and `named_parameters()`), trainable parameters only
+    (of an embedding of which only some rows train, those rows: `training.token_rows`)."""
 
     def __init__(self, model: nn.Module):
         self.config = model.config
         self.model = model
 
     def named_parameters(self):
-        return ((name, p) for name, p in self.model.named_parameters() if p.requires_grad)
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                rows = getattr(parameter, TRAINED_ROWS_ATTRIBUTE, None)
+                yield name, parameter if rows is None else parameter[list(rows)]
 
 
 def trainable_parameter_summary(model: nn.Module) -> dict[str, dict[str, int]]:
