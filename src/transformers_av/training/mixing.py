@@ -51,7 +51,7 @@ from transformers.utils import logging
 
 from ..media import has_audio_track
 from ..presets.paper import VIDEO_SALMONN_MIXING_VALUES
-from .data import CONVERSATION_FIELD, MODALITY_FIELD, ROW_FIELD, ROW_MODALITIES, row_modality
+from .data import CONVERSATION_FIELD, MEDIA_FIELDS, MODALITY_FIELD, ROW_FIELD, ROW_MODALITIES, row_modality
 
 logger = logging.get_logger(__name__)
 
@@ -197,6 +197,14 @@ def modality_counts(modalities: Sequence[str | None]) -> dict[str, int]:
     return counts
 
 
+def _columns(rows, names: Sequence[str]):
+    """The rows with only the columns `names` (a `datasets.Dataset` reads just those: the text stays on disk)."""
+    column_names = getattr(rows, "column_names", None)
+    if column_names is None:
+        return rows
+    return rows.select_columns([name for name in names if name in column_names])
+
+
 class MixedTrainingData(torch.utils.data.Dataset):
     r"""
     Training rows with the recipes' mixing applied as they are read: video-SALMONN's [`MixingRules`] and the
@@ -223,9 +231,10 @@ class MixedTrainingData(torch.utils.data.Dataset):
         self.rows = rows
         self.rules = rules
         self.seed = int(seed)
-        self.modalities = [row_modality(row, has_sound_track=has_sound_track) for row in rows]
+        media = _columns(rows, (*MEDIA_FIELDS, MODALITY_FIELD, CONVERSATION_FIELD))
+        self.modalities = [row_modality(row, has_sound_track=has_sound_track) for row in media]
         counts = modality_counts(self.modalities)
-        self.audio_rows = [i for i, (row, modality) in enumerate(zip(rows, self.modalities))
+        self.audio_rows = [i for i, (row, modality) in enumerate(zip(media, self.modalities))
                            if modality == "audio" and row.get(CONVERSATION_FIELD) is None]
         if rules.needs_audio_rows and not self.audio_rows:
             raise ValueError(
