@@ -202,3 +202,24 @@ def test_favor_trainer_reads_mixed_data_with_its_epoch_sampler(tmp_path):
     assert sum(len(b) for b in batches) == len(data) == 28
     assert [row for batch in batches for row in batch] == epoch(data, 1)
     assert isinstance(trainer._get_train_sampler(), EpochSampler)
+
+
+def test_processes_share_one_epoch_between_them():
+    """Under `accelerate launch` each process reads its shard of the same batches (accelerate's BatchSamplerShard):
+    the two shards together are the epoch, each sample once, with the same draws as one process."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    data = MixedTrainingData(rows(8, 8, 8, 4), rules=VIDEO_SALMONN_MIXING, seed=2, has_sound_track=probe)
+    shards = []
+    for rank in (0, 1):
+        sampler = data.sampler()
+        sampler.set_epoch(3)
+        batches = BatchSamplerShard(BatchSampler(sampler, batch_size=2, drop_last=False), num_processes=2,
+                                    process_index=rank)
+        shards.append([key for batch in batches for key in batch])
+    keys = [(3, position, index) for position, index in enumerate(data.epoch_order(3))]
+    assert sorted(shards[0] + shards[1]) == sorted(keys)
+    assert not set(shards[0]) & set(shards[1])
+    one_process = dict(zip(keys, epoch(data, 3)))
+    assert all(data[key] == one_process[key] for key in shards[0] + shards[1])
