@@ -77,6 +77,8 @@ def test_cli_reports_all_and_skip_bad_rows_writes_the_kept_manifest(manifest, ca
     assert [row["video"] or row["audio"] for row in load_av_dataset(kept)] == [
         str(manifest.parent / "good.mp4"), str(manifest.parent / "tone.wav")]
     assert main(["validate-data", str(kept), "--no-progress"]) == 0
+    # the modality of each good row: the silent video is visual-only, the tone audio-only
+    assert "rows per modality: visual 1, audio 1, audio_visual 0, text 0." in capsys.readouterr().out
 
 
 def test_train_checks_the_data_before_building_anything(manifest, tmp_path):

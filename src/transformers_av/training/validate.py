@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..media.probe import MEDIA_KINDS, find_bad_media
-from .data import normalize_row
+from .data import normalize_row, row_modality
+from .mixing import modality_counts
 
 __all__ = [
     "BadRow",
@@ -55,6 +56,8 @@ class ManifestCheck:
         bad: the bad rows, in file order.
         kept: the good rows as written (a JSONL line, or a JSON item), in file order, for `write_kept`.
         is_jsonl: whether the manifest is JSONL (else a ``.json`` list).
+        modalities: the good rows per modality ("visual", "audio", "audio_visual", "text": `row_modality`, a video
+            alone by its sound track), what modality-augmented training and video-SALMONN's mixing see.
     """
 
     path: Path
@@ -62,6 +65,7 @@ class ManifestCheck:
     bad: list[BadRow] = field(default_factory=list)
     kept: list[Any] = field(default_factory=list)
     is_jsonl: bool = True
+    modalities: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -69,12 +73,13 @@ class ManifestCheck:
 
     def report(self) -> str:
         """A readable report: one line per problem, grouped by row."""
+        per_modality = "rows per modality: " + ", ".join(f"{m} {n}" for m, n in self.modalities.items())
         if self.ok:
-            return f"{self.path}: all {self.rows} rows are valid."
+            return f"{self.path}: all {self.rows} rows are valid; {per_modality}."
         lines = [f"{self.path}: {len(self.bad)} of {self.rows} rows are bad:"]
         for row in self.bad:
             lines += [f"  {row.where}: {problem}" for problem in row.problems]
-        return "\n".join(lines)
+        return "\n".join(lines + [f"The good ones: {per_modality}."])
 
     def write_kept(self, target: str | os.PathLike) -> Path:
         """Write the good rows to `target` as JSONL: a JSONL manifest's lines unchanged, a ``.json`` list's items one
@@ -150,12 +155,15 @@ def check_manifest(
     media_problems = {bad.where: bad.problems for bad in check_media_rows(media_rows, root, progress=progress)}
 
     check = ManifestCheck(path=path, rows=len(items), is_jsonl=is_jsonl)
-    for where, text, _ in items:
+    modalities = []
+    for where, text, row in items:
         problems = format_problems.get(where, []) + media_problems.get(where, [])
         if problems:
             check.bad.append(BadRow(where, problems))
         else:
             check.kept.append(text)
+            modalities.append(row_modality(normalize_row(row, media_root=root)))
+    check.modalities = modality_counts(modalities)
     return check
 
 
