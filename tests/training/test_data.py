@@ -107,7 +107,7 @@ def test_load_jsonl_resolves_paths_against_the_file_folder(tmp_path):
         ({"video": "a.mp4", "prompt": "q", "answer": "a", "conversations": [
             {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}, "field 'prompt' cannot be combined"),
         ({"video": "a.mp4", "modality": "video", "prompt": "q", "answer": "a"},
-         r"row 1 .*field 'modality' must be one of \['visual', 'audio', 'audio_visual'\], got 'video'"),
+         r"line 2 .*field 'modality' must be one of \['visual', 'audio', 'audio_visual'\], got 'video'"),
         ({"audio": "a.wav", "modality": "visual", "prompt": "q", "answer": "a"},
          "field 'modality' is 'visual' but the row gives no 'video' or 'image'"),
         ({"video": "a.mp4", "audio": "a.wav", "modality": "visual", "prompt": "q", "answer": "a"},
