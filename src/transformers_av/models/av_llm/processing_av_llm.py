@@ -45,7 +45,8 @@ class AvLlmProcessorKwargs(AudioVisualProcessingKwargs, total=False):
     `padding_side`, `add_special_tokens`, `return_tensors` ...), `images_kwargs` / `videos_kwargs` (the CLIP image
     processor's settings; `num_frames` (default: the processor's), `fps`, `do_sample_frames` and `max_seconds` for
     the frame sampler), `audio_kwargs` (`sampling_rate`: the rate of waveforms given in memory, the CLAP feature
-    extractor's when not given), and `use_video_audio` / `wrap_question` (see [`AudioVisualProcessingKwargs`])."""
+    extractor's when not given), and `use_video_audio` / `wrap_question` / `allow_partial` (see
+    [`AudioVisualProcessingKwargs`])."""
 
 
 class AvLlmProcessor(AudioVisualProcessorMixin):

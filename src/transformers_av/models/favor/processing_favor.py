@@ -45,7 +45,7 @@ class FavorProcessorKwargs(AudioVisualProcessingKwargs, total=False):
     `padding_side`, `add_special_tokens`, `return_tensors` ...), `images_kwargs` / `videos_kwargs` (the pixel settings
     of [`FavorImageProcessor`]; `num_frames`, `fps`, `do_sample_frames` and `max_seconds` for the frame sampler),
     `audio_kwargs` (`sampling_rate`: the rate of waveforms given in memory, Whisper's 16 kHz when not given), and
-    `use_video_audio` / `wrap_question` (see [`AudioVisualProcessingKwargs`])."""
+    `use_video_audio` / `wrap_question` / `allow_partial` (see [`AudioVisualProcessingKwargs`])."""
 
 
 class FavorProcessor(AudioVisualProcessorMixin):
