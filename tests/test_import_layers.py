@@ -51,7 +51,8 @@ RANKS = {
 # what a configuration / a processor of a family may import from the package (module basenames)
 CONFIGURATION_MAY_IMPORT = ("configuration_", "token_counts", "patch_grid", "windows")
 PROCESSOR_MAY_IMPORT = CONFIGURATION_MAY_IMPORT + (
-    "processing_common", "self_contained", "hub_uploads", "image_processing_", "feature_extraction_",
+    "processing_common", "processing_audio_visual", "self_contained", "hub_uploads", "image_processing_",
+    "feature_extraction_",
 )
 PROCESSOR_PREFIXES = ("processing_", "image_processing_", "feature_extraction_")
 

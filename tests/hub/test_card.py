@@ -19,7 +19,7 @@ def test_model_card_parses_with_valid_metadata(server, family, pushed, tag, tmp_
     card = read_card(server, family.repo, tmp_path, revision=pushed["commits"]["first"])
     data = card.data
     assert data.library_name == "transformers"
-    assert data.pipeline_tag == "video-text-to-text"
+    assert data.pipeline_tag == "any-to-any"  # the pipeline that serves them (tests/test_pipelines.py)
     assert data.license == "apache-2.0"
     assert data.base_model == list(family.base_models.values())
     assert tag in data.tags

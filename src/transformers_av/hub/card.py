@@ -31,7 +31,9 @@ from ..models.common.modeling_common import SelfContainedSaveMixin
 TEMPLATES_DIR = Path(__file__).parents[1] / "hub_cards"
 FINETUNED_TEMPLATE = "finetuned.md"  # any family's fine-tuned model or LoRA adapter
 LIBRARY_NAME = "transformers"
-PIPELINE_TAG = "video-text-to-text"
+# the transformers pipeline that serves these models with video and audio chat messages (transformers has no
+# "video-text-to-text" pipeline; "image-text-to-text" serves them too, but says less about what they take)
+PIPELINE_TAG = "any-to-any"
 DEFAULT_LICENSE = "apache-2.0"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

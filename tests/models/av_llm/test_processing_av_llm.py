@@ -364,8 +364,9 @@ def test_max_length_cuts_the_answer_never_the_prompt(processor):
 
 
 def test_bad_call_arguments_fail_before_any_decoding(processor, audio_loads):
-    with pytest.raises(TypeError, match=r"unknown arguments \['num_frames'\]"):
-        processor(text="q", audio=noise(RATE), sampling_rate=RATE, num_frames=8)
+    # `num_frames` is transformers' video keyword (honoured: tests/models/common/test_processing_audio_visual.py)
+    with pytest.raises(ValueError, match=r"`num_frames` must be a positive integer \(or None\), got 0"):
+        processor(text="q", audio=noise(RATE), sampling_rate=RATE, num_frames=0)
     with pytest.raises(ValueError, match="padding_side must be 'left' or 'right'"):
         processor(text="q", audio=noise(RATE), sampling_rate=RATE, padding_side="middle")
     assert audio_loads == []

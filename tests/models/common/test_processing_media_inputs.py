@@ -1,6 +1,6 @@
 """How both processors take real-world media inputs: a URL downloaded once per sample (frames, sound check and sound
-track from one copy), a plain list of samples as one waveform, the `sampling_rate=` a waveform needs named by its
-processor argument, and a doubled placeholder refused before any video is decoded."""
+track from one copy), a plain list of samples as one waveform, a waveform without `sampling_rate=` at the feature
+extractor's rate, and a doubled placeholder refused before any video is decoded."""
 
 from __future__ import annotations
 
@@ -77,9 +77,11 @@ def test_waveform_inputs(processors, family):
     assert as_list["input_ids"].shape[0] == 1
     for key in as_array:
         torch.testing.assert_close(as_list[key], as_array[key], rtol=0, atol=0)
-    message = r"^Sample 0: the audio is a waveform in memory \(ndarray of shape \(16000,\)\): give its sample rate"
-    with pytest.raises(ValueError, match=message + r" with `sampling_rate=`"):
-        processor(text="Hi?", audio=samples)
+    # without `sampling_rate=` a waveform is at the feature extractor's rate, as transformers' processors take it
+    rate = processor.feature_extractor.sampling_rate
+    at_rate = processor(text="Hi?", audio=samples, sampling_rate=rate)
+    for key in at_rate:
+        torch.testing.assert_close(processor(text="Hi?", audio=samples)[key], at_rate[key], rtol=0, atol=0)
 
 
 def test_doubled_placeholder_is_refused_before_decoding(processors):

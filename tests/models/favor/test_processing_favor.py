@@ -173,10 +173,13 @@ def test_chat_template_renders_the_official_prompt(media):
     conversation = [{"role": "user", "content": [{"type": "video", "path": str(media["with_sound"])},
                                                  {"type": "text", "text": "What beeps?"}]}]
     assert processor.apply_chat_template(conversation) == "USER: <Img><AV></Img> What beeps?\nASSISTANT:"
-    from_chat = processor.apply_chat_template(conversation, tokenize=True)
+    # transformers' convention: `tokenize=True` alone gives the ids, `return_dict=True` the processor's whole output
+    from_chat = processor.apply_chat_template(conversation, tokenize=True, return_dict=True)
     direct = processor(text="What beeps?", videos=media["with_sound"])
+    assert set(from_chat) == set(direct)
     for key in direct:
         assert torch.equal(from_chat[key], direct[key]), key
+    assert torch.equal(processor.apply_chat_template(conversation, tokenize=True), direct["input_ids"])
 
 
 def test_bad_inputs_are_clear_errors(media, tmp_path):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from transformers import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import Unpack
 
 from .configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from .token_counts import linear_connector_token_count, split_into_segments
@@ -16,19 +16,21 @@ from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
 from ...media.remote import reuse_downloads
 from ...media.video import load_video
+from ..common.processing_audio_visual import (
+    AudioVisualProcessingKwargs,
+    AudioVisualProcessorMixin,
+    VideoSampling,
+    pixel_kwargs,
+)
 from ..common.processing_common import (
-    vicuna_chat_template,
-    check_padding_side,
-    check_waveform_rate,
     describe,
+    in_memory_audio,
     is_media_file,
     naming_the_sample,
-    pad_token_rows,
     per_sample,
-    prompt_token_ids,
-    with_answer,
+    sample_media,
+    vicuna_chat_template,
 )
-from ..common.self_contained import SelfContainedProcessorMixin
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from ...media.video import VideoClip  # noqa: F401
@@ -38,7 +40,16 @@ TEXT_ONLY_TEMPLATE = "USER: {question}\nASSISTANT:"
 DEFAULT_CHAT_TEMPLATE = vicuna_chat_template(MEDIA_TOKEN + " ")
 
 
-class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
+class AvLlmProcessorKwargs(AudioVisualProcessingKwargs, total=False):
+    """The keywords of an [`AvLlmProcessor`] call: transformers' `text_kwargs` (`padding`, `max_length`,
+    `padding_side`, `add_special_tokens`, `return_tensors` ...), `images_kwargs` / `videos_kwargs` (the CLIP image
+    processor's settings; `num_frames` (default: the processor's), `fps`, `do_sample_frames` and `max_seconds` for
+    the frame sampler), `audio_kwargs` (`sampling_rate`: the rate of waveforms given in memory, the CLAP feature
+    extractor's when not given), and `use_video_audio` / `wrap_question` / `allow_partial` (see
+    [`AudioVisualProcessingKwargs`])."""
+
+
+class AvLlmProcessor(AudioVisualProcessorMixin):
     r"""
     Builds the inputs of [`AvLlmForConditionalGeneration`] from prompts and media.
 
@@ -65,7 +76,12 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         max_video_seconds (`float`, optional): use only the first seconds of a video: its frames are sampled over
             them and its own sound track is cut to them (a separate `audio` is not cut).
         prompt_template (`str`): used when a prompt has no placeholder; `{media}` and `{question}` are filled.
+
+    A call takes transformers' processor keywords ([`AvLlmProcessorKwargs`]), flat or per modality, e.g.
+    `processor(text=..., videos=..., num_frames=8, padding="max_length", max_length=256)`.
     """
+
+    valid_processor_kwargs = AvLlmProcessorKwargs
 
 
     def __init__(
@@ -125,6 +141,18 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
     def media_token_id(self) -> int:
         return self.tokenizer.convert_tokens_to_ids(MEDIA_TOKEN)
 
+    # transformers' name for the placeholder a processor expands (it stands for all the sample's media)
+    video_token = MEDIA_TOKEN
+
+    @property
+    def video_token_id(self) -> int:
+        return self.media_token_id
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
+        """transformers' expansion hook: sample `video_idx`'s placeholder run, one `<av_media>` per vector the linear
+        connector produces for it (`video_inputs["num_media_tokens"]`)."""
+        return self.video_token * video_inputs["num_media_tokens"][video_idx]
+
     @property
     def sampling_rate(self) -> int:
         return self.feature_extractor.sampling_rate
@@ -150,78 +178,58 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         audio: Any = None,
         images: Any = None,
         answers: str | list[str] | None = None,
-        *,
-        sampling_rate: int | None = None,
-        use_video_audio: bool = True,
-        allow_partial: bool = False,
-        padding_side: str = "left",
-        max_length: int | None = None,
-        return_tensors: str | None = "pt",
-        **kwargs,
+        **kwargs: Unpack[AvLlmProcessorKwargs],
     ) -> BatchFeature:
-        """Process a prompt (or a batch of prompts) with its media. Unknown keyword arguments are an error (the
-        frame, segment and length settings belong to the processor: set them when building it).
+        """Process a prompt (or a batch of prompts) with its media.
 
         Args:
             text: prompt(s), optionally holding a modality token and/or the placeholder (see the class docstring).
-            videos / audio / images: one item per prompt (or `None` for that sample): a path, a waveform
-                (numpy/torch, with `sampling_rate`), frames (T, H, W, 3) uint8, PIL images.
+            videos / audio / images: one item per prompt (or `None` / `[]` for that sample), also nested as
+                `[[item], [], ...]`: a path, bytes, a waveform (numpy/torch; its rate is `sampling_rate`, else the
+                feature extractor's), frames (T, H, W, 3) or (T, 3, H, W) uint8, PIL images.
             answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
-            use_video_audio: take a video's own sound track when no `audio` is given.
-            allow_partial: use the decoded part of a truncated or damaged media file (with a warning) instead of
-                raising `MediaDecodeError`.
-            padding_side: "left" (generation) or "right".
-            max_length: truncate answers so that a sample fits; the prompt and its media tokens are never cut.
+            kwargs: [`AvLlmProcessorKwargs`]; `max_length` cuts answers so that a sample fits, never the prompt or
+                its media tokens (a prompt that does not fit is an error).
         """
-
-        if kwargs:
-            raise TypeError(f"AvLlmProcessor got unknown arguments {sorted(kwargs)}.")
-        check_padding_side(padding_side)
         if text is None:
             raise ValueError("AvLlmProcessor needs `text` (the prompt or question).")
+        output_kwargs = self.merged_call_kwargs(kwargs)
         texts = [text] if isinstance(text, str) else list(text)
         batch_size = len(texts)
-        videos, audio, images = (per_sample(name, value, batch_size) for name, value in
+        videos, audio, images = (sample_media(name, value, batch_size) for name, value in
                                  (("videos", videos), ("audio", audio), ("images", images)))
         answers = per_sample("answers", answers, batch_size)
 
         samples = []
         for index in range(batch_size):
             with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
-                samples.append(
-                    self._load_sample(texts[index], videos[index], audio[index], images[index], sampling_rate,
-                                      use_video_audio, allow_partial)
-                )
+                samples.append(self._load_sample(texts[index], videos[index], audio[index], images[index], output_kwargs))
         encoding: dict[str, Any] = {}
         self._add_frames(encoding, samples)
         self._add_audio(encoding, samples)
 
-        rows, label_rows = [], []
-        for index, sample in enumerate(samples):
-            count = 0
-            if sample["modality"] is not None:
-                count = self.num_media_tokens(
-                    0 if sample["frames"] is None else len(sample["frames"]),
-                    0 if sample["segments"] is None else len(sample["segments"]["input_features"]),
-                    visual=sample["frames"] is not None,
-                    audio=sample["segments"] is not None,
-                )
-            ids = prompt_token_ids(self.tokenizer, sample["prompt"], MEDIA_TOKEN, self.media_token_id, count)
-            ids, labels = with_answer(self.tokenizer, ids, answers[index], max_length, index, count)
-            rows.append(ids)
-            label_rows.append(labels)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        padded = pad_token_rows(rows, label_rows, pad_id, padding_side)
-        encoding["input_ids"], encoding["attention_mask"] = padded["input_ids"], padded["attention_mask"]
-        if any(a is not None for a in answers):
-            encoding["labels"] = padded["labels"]
-        return BatchFeature(encoding, tensor_type=return_tensors)
+        counts, kinds = [], []
+        for sample in samples:
+            has_frames, has_audio = sample["frames"] is not None, sample["segments"] is not None
+            if sample["modality"] is None:
+                counts.append(None)
+            else:
+                counts.append(self.num_media_tokens(
+                    len(sample["frames"]) if has_frames else 0,
+                    len(sample["segments"]["input_features"]) if has_audio else 0,
+                    visual=has_frames,
+                    audio=has_audio,
+                ))
+            kinds.append(sample["kind"])
+        encoding.update(self.encode_prompts([s["prompt"] for s in samples], counts, kinds, answers, output_kwargs))
+        return BatchFeature(encoding, tensor_type=output_kwargs["text_kwargs"].get("return_tensors"),
+                            skip_tensor_conversion=self.skip_tensor_conversion)
 
-    def _load_sample(self, text, video, audio, image, sampling_rate, use_video_audio, allow_partial) -> dict[str, Any]:
+    def _load_sample(self, text, video, audio, image, output_kwargs: dict) -> dict[str, Any]:
         """Decide the sample's modalities, load only those media, and write its prompt."""
+        use_video_audio = output_kwargs["use_video_audio"]
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
-        check_waveform_rate(audio, sampling_rate)
         named = [key for key, token in MODALITY_TOKENS.items() if token in text]
         if len(named) > 1:
             raise ValueError(f"the prompt names several modalities ({', '.join(MODALITY_TOKENS[n] for n in named)}); use one.")
@@ -252,19 +260,27 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             wants_visual, wants_audio = has_visual, has_audio
 
         frames = segments = None
+        sampling = VideoSampling.from_kwargs(
+            output_kwargs["videos_kwargs"], sampling="uniform", fps=2.0, num_frames=self.num_frames,
+            max_seconds=self.max_video_seconds,
+        )
+        allow_partial = output_kwargs["allow_partial"]
         if wants_visual and video is not None:
+            video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
             frames = load_video(
-                video, sampling="uniform", num_frames=self.num_frames, max_seconds=self.max_video_seconds,
-                frames_transform=self._frames_to_pixels, allow_partial=allow_partial,
+                video, **sampling.load_arguments(),
+                frames_transform=lambda batch: self._frames_to_pixels(batch, **video_pixels),
+                allow_partial=allow_partial,
             ).frames  # (T, 3, H, W) model pixels
         elif wants_visual:
-            frames = self._frames_to_pixels(load_image(image)[None])  # (1, 3, H, W)
+            frames = self._frames_to_pixels(load_image(image)[None], **pixel_kwargs(output_kwargs["images_kwargs"]))
         if wants_audio:
             own_track = audio is None
             source = video if own_track else audio
+            rate = self.audio_sampling_rate(output_kwargs["audio_kwargs"]) if in_memory_audio(source) else None
             waveform = load_audio(
-                source, sampling_rate=self.sampling_rate, source_sampling_rate=None if own_track else sampling_rate,
-                max_seconds=self.max_video_seconds if own_track else None,  # the same span as the frames
+                source, sampling_rate=self.sampling_rate, source_sampling_rate=rate,
+                max_seconds=sampling.max_seconds if own_track else None,  # the same span as the frames
                 allow_partial=allow_partial,
             ).waveform
             if not np.isfinite(waveform).all():
@@ -279,26 +295,39 @@ class AvLlmProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         modality = {(True, True): "audio_visual", (True, False): "visual", (False, True): "audio"}.get(
             (wants_visual, wants_audio)
         )
-        return {"frames": frames, "segments": segments, "modality": modality, "prompt": self._prompt(text, modality)}
+        kind = None if modality is None else "audio" if frames is None else "video" if video is not None else "image"
+        return {
+            "frames": frames, "segments": segments, "modality": modality, "kind": kind,
+            "prompt": self._prompt(text, modality, output_kwargs["wrap_question"]),
+        }
 
-    def _prompt(self, text: str, modality: str | None) -> str:
-        """The prompt with its modality token right before the placeholder (or the template around the question)."""
+    def _prompt(self, text: str, modality: str | None, wrap_question: bool) -> str:
+        """The prompt with its modality token right before the placeholder (or the template around the question;
+        with `wrap_question=False` the text as written)."""
         if modality is None:
             if MEDIA_TOKEN in text:
                 raise ValueError(f"the prompt holds the placeholder {MEDIA_TOKEN!r} but the sample has no media.")
-            return TEXT_ONLY_TEMPLATE.format(question=text)
+            return TEXT_ONLY_TEMPLATE.format(question=text) if wrap_question else text
         token = MODALITY_TOKENS[modality]
         if MEDIA_TOKEN in text:  # a full prompt, used as written
             return mark_modality(text, modality)
+        if not wrap_question:
+            raise ValueError(
+                f"the sample has media but the prompt has no placeholder {MEDIA_TOKEN!r} to put them at (with "
+                "wrap_question=False the text is used as written; a chat template must write the placeholder for a "
+                "media item)."
+            )
         if token in text.strip() and not text.strip().startswith(token):
             # the modality token stands where its sample goes (Shu et al. §3.2): the media follow it, in the question
             return TEXT_ONLY_TEMPLATE.format(question=text.strip().replace(token, token + MEDIA_TOKEN, 1))
         question = re.sub(rf"\s*{re.escape(token)}\s*", " ", text).strip()  # a question, maybe marked
         return self.prompt_template.format(media=token + MEDIA_TOKEN, question=question)
 
-    def _frames_to_pixels(self, frames: np.ndarray) -> np.ndarray:
-        """(k, H, W, 3) uint8 frames -> (k, 3, size, size) float32 CLIP pixels, right after decoding."""
-        return np.asarray(self.image_processor(list(frames), return_tensors="np")["pixel_values"], dtype=np.float32)
+    def _frames_to_pixels(self, frames: np.ndarray, **pixel_settings) -> np.ndarray:
+        """(k, H, W, 3) uint8 frames -> (k, 3, size, size) float32 CLIP pixels, right after decoding (`pixel_settings`:
+        the call's image-processor keywords)."""
+        pixels = self.image_processor(list(frames), return_tensors="np", **pixel_settings)["pixel_values"]
+        return np.asarray(pixels, dtype=np.float32)
 
     def _segment_features(self, waveform: np.ndarray) -> dict[str, torch.Tensor]:
         """A mono waveform -> CLAP features of its K equal segments: `input_features` (K, C, time, mel) and
@@ -389,4 +418,4 @@ def mark_modality(prompt: str, modality: str) -> str:
     return prompt if token in prompt else prompt.replace(MEDIA_TOKEN, token + MEDIA_TOKEN)
 
 
-__all__ = ["AvLlmProcessor", "DEFAULT_PROMPT_TEMPLATE", "mark_modality"]
+__all__ = ["AvLlmProcessor", "AvLlmProcessorKwargs", "DEFAULT_PROMPT_TEMPLATE", "mark_modality"]

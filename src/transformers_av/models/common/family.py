@@ -102,14 +102,24 @@ class ModelFamily:
             AutoFeatureExtractor,
             AutoImageProcessor,
             AutoModel,
+            AutoModelForImageTextToText,
             AutoModelForMultimodalLM,
             AutoProcessor,
+        )
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+            MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES,
         )
 
         AutoConfig.register(self.model_type, self.config_class, exist_ok=True)
         AutoModel.register(self.config_class, self.model_class, exist_ok=True)
         if self.generation_class is not None:
             AutoModelForMultimodalLM.register(self.config_class, self.generation_class, exist_ok=True)
+            AutoModelForImageTextToText.register(self.config_class, self.generation_class, exist_ok=True)
+            # the "any-to-any" and "image-text-to-text" pipelines (and `transformers serve`) accept a model whose
+            # class is listed in these name tables, which `register` does not touch; in-tree video LLMs are in both
+            for names in (MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES):
+                names.setdefault(self.model_type, self.generation_class.__name__)
         if self.processor_class is not None:
             AutoProcessor.register(self.config_class, self.processor_class, exist_ok=True)
         if self.image_processor_class is not None:

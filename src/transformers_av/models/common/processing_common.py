@@ -5,7 +5,10 @@
 * `vicuna_chat_template`: the chat template of the conversation format both families use;
 * `prompt_token_ids` / `with_answer` / `pad_token_rows`: a prompt tokenised around its placeholder (expanded to the
   number of media tokens the model will produce), the answer appended as the only labelled tokens, left or right
-  padding.
+  padding to the longest row, to `max_length` or to a multiple of `pad_to_multiple_of` (transformers' `padding`
+  strategies, read from the processor's merged `text_kwargs`);
+* `sample_media`: one media entry per prompt, also from the nested lists transformers' processors take
+  (`[[image], [], ...]`) and chat templates produce;
 """
 
 from __future__ import annotations
@@ -50,15 +53,6 @@ def is_media_file(value) -> bool:
     return is_path(value) or isinstance(value, (bytes, bytearray, memoryview)) or callable(getattr(value, "read", None))
 
 
-def check_waveform_rate(audio, sampling_rate) -> None:
-    """An in-memory waveform needs its sample rate, which the processors take as `sampling_rate=`."""
-    if audio is not None and sampling_rate is None and not is_media_file(audio):
-        raise ValueError(
-            f"the audio is a waveform in memory ({describe(audio)}): give its sample rate with `sampling_rate=` "
-            "(e.g. sampling_rate=16000)."
-        )
-
-
 def check_padding_side(padding_side: str) -> None:
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
@@ -76,7 +70,7 @@ def per_sample(name, value, batch_size):
         and isinstance(value, (list, tuple))
         and batch_size == 1
         and value
-        and not isinstance(value[0], (str, Path, type(None)))
+        and not isinstance(value[0], (str, Path, type(None), list, tuple))
         and getattr(value[0], "ndim", 3) != 4
     ):
         single = True  # a list of frames (H, W, 3) / PIL images for one sample; a (T, H, W, 3) entry is a whole video
@@ -93,16 +87,86 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def prompt_token_ids(tokenizer, prompt: str, placeholder: str, placeholder_id: int, num_media_tokens: int) -> list[int]:
-    """BOS, then the text around the placeholder tokenised piece by piece without special tokens (as the official
-    code does), with the placeholder repeated `num_media_tokens` times."""
-    ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+def sample_media(name: str, value, batch_size: int) -> list:
+    """`per_sample`, also for transformers' nested layout: an entry that is a list of one item per sample (`[[image],
+    [], [image]]`, as `apply_chat_template` and transformers' processors pass media) is unwrapped, an empty list is a
+    sample without that medium. A list of frames stays one video. Two items for one sample are an error: each sample
+    has one placeholder, standing for one video (or image) and one audio."""
+    try:
+        entries = per_sample(name, value, batch_size)
+    except ValueError as error:  # worded like transformers' own check as well, which callers may match on
+        raise ValueError(
+            f"{error} The number of placeholder tokens in the prompts should be the same as the number of `{name}` "
+            "entries: one per prompt (None or [] for a prompt without)."
+        ) from None
+    unwrapped = []
+    for index, entry in enumerate(entries):
+        if name == "audio" and isinstance(entry, (list, tuple)) and entry and _is_number(entry[0]):
+            pass  # a plain list of samples is one waveform
+        elif isinstance(entry, (list, tuple)) and len(entry) <= 1 and not _is_frame_list(name, entry):
+            entry = entry[0] if entry else None
+        elif isinstance(entry, (list, tuple)) and not _is_frame_list(name, entry):
+            raise ValueError(
+                f"Sample {index}: {len(entry)} items in `{name}`; each prompt takes one (its placeholder stands for "
+                "one video or image and one audio)."
+            )
+        unwrapped.append(channels_last(entry) if name == "videos" else entry)
+    return unwrapped
+
+
+def _is_frame_list(name: str, entry) -> bool:
+    """A non-empty list of frames (PIL images / (H, W, 3) arrays) given as one video."""
+    return (
+        name == "videos"
+        and len(entry) > 1
+        and not isinstance(entry[0], (str, Path, type(None), list, tuple))
+        and getattr(entry[0], "ndim", 3) != 4
+    )
+
+
+def channels_last(video):
+    """A numpy video `(T, 3, H, W)` (transformers' test and decoder layout) as `(T, H, W, 3)`, what the video loader
+    reads; anything else is returned unchanged (torch tensors are read in both layouts by the loader)."""
+    if isinstance(video, np.ndarray) and video.ndim == 4 and video.shape[1] in (1, 3) and video.shape[-1] not in (1, 3):
+        return video.transpose(0, 2, 3, 1)
+    return video
+
+
+def in_memory_audio(value) -> bool:
+    """A waveform given as numbers (numpy, torch or a list of floats), as opposed to a file to decode."""
+    return value is not None and not is_media_file(value)
+
+
+def prompt_token_ids(tokenizer, prompt: str, placeholder: str, placeholder_id: int, num_media_tokens: int,
+                     add_special_tokens: bool = True) -> list[int]:
+    """BOS (unless `add_special_tokens=False`), then the text around the placeholder tokenised piece by piece without
+    special tokens (as the official code does), with the placeholder repeated `num_media_tokens` times."""
+    ids = [tokenizer.bos_token_id] if add_special_tokens and tokenizer.bos_token_id is not None else []
     for position, segment in enumerate(prompt.split(placeholder)):
         if position:
             ids += [placeholder_id] * num_media_tokens
         if segment:
             ids += tokenizer(segment, add_special_tokens=False)["input_ids"]
     return ids
+
+
+def prompt_token_offsets(tokenizer, prompt: str, placeholder: str, num_media_tokens: int,
+                         add_special_tokens: bool = True) -> list[tuple[int, int]]:
+    """The `(start, end)` character span of each token `prompt_token_ids` gives, in the prompt with its placeholder
+    expanded (repeated `num_media_tokens` times), as a tokenizer's `offset_mapping` of that text would say: BOS
+    `(0, 0)`, each placeholder copy its own span, each text token its span shifted to where its piece lies."""
+    offsets = [(0, 0)] if add_special_tokens and tokenizer.bos_token_id is not None else []
+    position = 0
+    for index, segment in enumerate(prompt.split(placeholder)):
+        if index:
+            for _ in range(num_media_tokens):
+                offsets.append((position, position + len(placeholder)))
+                position += len(placeholder)
+        if segment:
+            spans = tokenizer(segment, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            offsets += [(position + start, position + end) for start, end in spans]
+            position += len(segment)
+    return offsets
 
 
 def with_answer(tokenizer, ids: list[int], answer: str | None, max_length: int | None, index: int,
@@ -124,10 +188,12 @@ def with_answer(tokenizer, ids: list[int], answer: str | None, max_length: int |
     return ids + answer_ids, labels + answer_ids
 
 
-def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: int, padding_side: str) -> dict:
-    """`input_ids`, `attention_mask` and `labels` (B, L_max), padded on `padding_side` ("left" for generation)."""
+def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: int, padding_side: str,
+                   length: int | None = None) -> dict:
+    """`input_ids`, `attention_mask` and `labels` (B, L), padded on `padding_side` ("left" for generation) to the
+    longest row, or to `length` when given (at least as long as every row)."""
     check_padding_side(padding_side)
-    longest = max(len(r) for r in rows)
+    longest = max(len(r) for r in rows) if length is None else length
     input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
     attention_mask = torch.zeros(len(rows), longest, dtype=torch.long)
     labels = torch.full((len(rows), longest), -100, dtype=torch.long)
@@ -139,14 +205,61 @@ def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: i
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def padded_length(rows: list[list[int]], text_kwargs: dict) -> int | None:
+    """The length every row is padded to under transformers' `padding` strategies (`padding`, `max_length`,
+    `pad_to_multiple_of` of the merged `text_kwargs`), or `None` for no padding (`padding=False` /
+    `"do_not_pad"`: rows keep their lengths)."""
+    padding = text_kwargs.get("padding", False)
+    strategy = getattr(padding, "value", padding)  # a transformers `PaddingStrategy` or its string
+    if strategy in (False, None, "do_not_pad"):
+        return None
+    longest = max(len(row) for row in rows)
+    if strategy == "max_length":
+        max_length = text_kwargs.get("max_length")
+        if max_length is None:
+            raise ValueError("padding='max_length' needs `max_length` (the length to pad every sample to).")
+        length = max(max_length, longest)
+    elif strategy in (True, "longest"):
+        length = longest
+    else:
+        raise ValueError(f"padding must be True/'longest', 'max_length' or False/'do_not_pad', got {padding!r}.")
+    multiple = text_kwargs.get("pad_to_multiple_of")
+    if multiple:
+        length = -(-length // multiple) * multiple
+    return length
+
+
+def encode_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: int, text_kwargs: dict) -> dict:
+    """The text part of a processor's output from token rows, following the merged `text_kwargs`: padded on
+    `padding_side` as `padding` asks (rows of different lengths stay lists without padding), `attention_mask` unless
+    `return_attention_mask=False`."""
+    length = padded_length(rows, text_kwargs)
+    padding_side = text_kwargs.get("padding_side") or "left"
+    if length is None:
+        encoded = {
+            "input_ids": [list(row) for row in rows],
+            "attention_mask": [[1] * len(row) for row in rows],
+            "labels": [list(row) for row in label_rows],
+        }
+    else:
+        encoded = pad_token_rows(rows, label_rows, pad_id, padding_side, length=length)
+    if text_kwargs.get("return_attention_mask") is False:
+        del encoded["attention_mask"]
+    return encoded
+
+
 def vicuna_chat_template(media_text: str) -> str:
     """The Jinja chat template of the Vicuna conversation format every family prompts with: `USER: [media_text]
     question\nASSISTANT:` (a user turn holding a video, audio or image item gets `media_text` first), assistant turns
-    `ASSISTANT: answer</s>`. `media_text` is the family's placeholder as it stands in a prompt, its trailing space
-    included."""
+    `ASSISTANT: answer</s>`; a system message's text comes first, followed by a space (Vicuna v1.1's system prompt
+    layout). `media_text` is the family's placeholder as it stands in a prompt, its trailing space included."""
     return (
     "{%- for message in messages -%}"
-    "{%- if message['role'] == 'user' -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}{{ ' ' }}"
+    "{%- elif message['role'] == 'user' -%}"
     "{%- set ns = namespace(media=false, text='') -%}"
     "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}"
     "{%- else -%}{%- for item in message['content'] -%}"
@@ -165,15 +278,20 @@ def vicuna_chat_template(media_text: str) -> str:
 
 
 __all__ = [
+    "channels_last",
     "check_padding_side",
-    "check_waveform_rate",
     "describe",
+    "encode_rows",
+    "in_memory_audio",
     "is_media_file",
     "is_path",
     "naming_the_sample",
     "pad_token_rows",
+    "padded_length",
     "per_sample",
     "prompt_token_ids",
+    "prompt_token_offsets",
+    "sample_media",
     "vicuna_chat_template",
     "with_answer",
 ]

@@ -24,7 +24,12 @@ class FavorImageProcessor(BaseImageProcessor):
         size (`int`, defaults to 224): output height and width.
         resample (`str`, defaults to `"bicubic"`): any `interpolate` mode ("bilinear", "bicubic", ...).
         antialias (`bool`, defaults to `False`): antialias when downscaling.
-        image_mean, image_std: normalisation (CLIP's by default).
+        do_rescale (`bool`, defaults to `True`), rescale_factor (`float`, defaults to `1 / 255`): scale the uint8
+            values before resizing.
+        do_normalize (`bool`, defaults to `True`), image_mean, image_std: normalisation (CLIP's by default).
+
+    Each setting can be overridden for one call (`preprocess_frames(frames, do_normalize=False)`, or through a
+    processor call's `images_kwargs` / `videos_kwargs`).
     """
 
     model_input_names = ["pixel_values"]
@@ -34,6 +39,9 @@ class FavorImageProcessor(BaseImageProcessor):
         size: int = 224,
         resample: str = "bicubic",
         antialias: bool = False,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
         image_mean: Sequence[float] = CLIP_MEAN,
         image_std: Sequence[float] = CLIP_STD,
         **kwargs,
@@ -42,26 +50,63 @@ class FavorImageProcessor(BaseImageProcessor):
         self.size = int(size)
         self.resample = resample
         self.antialias = antialias
+        self.do_rescale = do_rescale
+        self.rescale_factor = rescale_factor
+        self.do_normalize = do_normalize
         self.image_mean = list(image_mean)
         self.image_std = list(image_std)
 
-    def preprocess_frames(self, frames) -> torch.FloatTensor:
-        """(T, H, W, 3) uint8 frames (numpy, torch, or a list of PIL images / arrays) -> (T, 3, size, size)."""
+    def preprocess_frames(
+        self,
+        frames,
+        *,
+        size: int | dict | None = None,
+        resample: str | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: Sequence[float] | float | None = None,
+        image_std: Sequence[float] | float | None = None,
+        **ignored,
+    ) -> torch.FloatTensor:
+        """(T, H, W, 3) uint8 frames (numpy, torch, or a list of PIL images / arrays) -> (T, 3, size, size). Settings
+        given here override the processor's for this call; other image keywords (`do_resize`, ...) do not apply to
+        this fixed pipeline and are ignored."""
+        size = self.size if size is None else _square_size(size)
+        resample = self.resample if resample is None else resample
+        rescale_factor = self.rescale_factor if rescale_factor is None else rescale_factor
         frames = _as_uint8_frames(frames)
-        pixels = frames.permute(0, 3, 1, 2).float() / 255.0  # (T, 3, H, W)
+        pixels = frames.permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        if self.do_rescale if do_rescale is None else do_rescale:
+            # the official code divides by 255: the default keeps its pixels bit-identical
+            pixels = pixels / 255.0 if rescale_factor == 1 / 255 else pixels * rescale_factor
         pixels = torch.nn.functional.interpolate(
             pixels,
-            size=(self.size, self.size),
-            mode=self.resample,
-            align_corners=False if self.resample in ("bilinear", "bicubic") else None,
+            size=(size, size),
+            mode=resample,
+            align_corners=False if resample in ("bilinear", "bicubic") else None,
             antialias=self.antialias,
         )
-        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
-        return (pixels - mean) / std
+        if not (self.do_normalize if do_normalize is None else do_normalize):
+            return pixels
+        mean = torch.tensor(self.image_mean if image_mean is None else image_mean, dtype=torch.float32)
+        std = torch.tensor(self.image_std if image_std is None else image_std, dtype=torch.float32)
+        return (pixels - mean.reshape(-1, 1, 1)) / std.reshape(-1, 1, 1)
 
     def preprocess(self, images, return_tensors=None, **kwargs) -> BatchFeature:
-        return BatchFeature({"pixel_values": self.preprocess_frames(images)}, tensor_type=return_tensors)
+        return BatchFeature({"pixel_values": self.preprocess_frames(images, **kwargs)}, tensor_type=return_tensors)
+
+
+def _square_size(size: int | dict) -> int:
+    """An output side from transformers' `size` forms: an int, or a dict with equal `height` and `width` or a
+    `shortest_edge`."""
+    if isinstance(size, int):
+        return size
+    if "height" in size and "width" in size and size["height"] == size["width"]:
+        return int(size["height"])
+    if "shortest_edge" in size:
+        return int(size["shortest_edge"])
+    raise ValueError(f"FavorImageProcessor makes square frames: `size` must be an int or a square, got {size!r}.")
 
 
 def _as_uint8_frames(frames) -> torch.Tensor:

@@ -8,26 +8,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from transformers import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import ProcessorMixin, Unpack
 
 from .windows import WindowPlan, audio_visual_plan
 from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
 from ...media.remote import reuse_downloads
 from ...media.video import load_video
+from ..common.processing_audio_visual import (
+    AudioVisualProcessingKwargs,
+    AudioVisualProcessorMixin,
+    VideoSampling,
+    pixel_kwargs,
+)
 from ..common.processing_common import (
-    vicuna_chat_template,
-    check_padding_side,
-    check_waveform_rate,
     describe,
+    in_memory_audio,
     is_path,
     naming_the_sample,
-    pad_token_rows,
     per_sample,
-    prompt_token_ids,
-    with_answer,
+    sample_media,
+    vicuna_chat_template,
 )
-from ..common.self_contained import SelfContainedProcessorMixin
 
 if TYPE_CHECKING:  # media.py is imported lazily; this line also makes transformers ship it with the remote code
     from ...media.video import VideoClip  # noqa: F401
@@ -38,7 +40,15 @@ TEXT_ONLY_TEMPLATE = "USER: {question}\nASSISTANT:"
 DEFAULT_CHAT_TEMPLATE = vicuna_chat_template("<Img><AV></Img> ")
 
 
-class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
+class FavorProcessorKwargs(AudioVisualProcessingKwargs, total=False):
+    """The keywords of a [`FavorProcessor`] call: transformers' `text_kwargs` (`padding`, `max_length`,
+    `padding_side`, `add_special_tokens`, `return_tensors` ...), `images_kwargs` / `videos_kwargs` (the pixel settings
+    of [`FavorImageProcessor`]; `num_frames`, `fps`, `do_sample_frames` and `max_seconds` for the frame sampler),
+    `audio_kwargs` (`sampling_rate`: the rate of waveforms given in memory, Whisper's 16 kHz when not given), and
+    `use_video_audio` / `wrap_question` / `allow_partial` (see [`AudioVisualProcessingKwargs`])."""
+
+
+class FavorProcessor(AudioVisualProcessorMixin):
     r"""
     Builds the inputs of [`FavorForConditionalGeneration`] from prompts and media.
 
@@ -63,7 +73,12 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             test data pads to 3 s).
         audio_visual_token (`str`, defaults to `"<AV>"`): the placeholder.
         prompt_template (`str`): used when a prompt has no placeholder; `{placeholder}` and `{question}` are filled.
+
+    A call takes transformers' processor keywords ([`FavorProcessorKwargs`]), flat or per modality, e.g.
+    `processor(text=..., videos=..., num_frames=8, padding="max_length", max_length=256)`.
     """
+
+    valid_processor_kwargs = FavorProcessorKwargs
 
 
     def __init__(
@@ -147,6 +162,20 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
     def audio_visual_token_id(self) -> int:
         return self.tokenizer.convert_tokens_to_ids(self.audio_visual_token)
 
+    # transformers' name for the placeholder a processor expands (the placeholder stands for the video and its audio)
+    @property
+    def video_token(self) -> str:
+        return self.audio_visual_token
+
+    @property
+    def video_token_id(self) -> int:
+        return self.audio_visual_token_id
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
+        """transformers' expansion hook: sample `video_idx`'s placeholder run, one `<AV>` per token of its window
+        plan (`video_inputs["num_media_tokens"]`)."""
+        return self.video_token * video_inputs["num_media_tokens"][video_idx]
+
     @property
     def model_input_names(self):
         return [
@@ -168,38 +197,28 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         audio: Any = None,
         images: Any = None,
         answers: str | list[str] | None = None,
-        *,
         qformer_text: str | list[str] | None = None,
-        sampling_rate: int | None = None,
-        use_video_audio: bool = True,
-        allow_partial: bool = False,
-        padding_side: str = "left",
-        max_length: int | None = None,
-        return_tensors: str | None = "pt",
-        **kwargs,
+        **kwargs: Unpack[FavorProcessorKwargs],
     ) -> BatchFeature:
         """Process a prompt (or a batch of prompts) with its media.
 
         Args:
-            text: prompt(s). Without the placeholder, `prompt_template` wraps the text as the question; with it
-                (once), the prompt is used as written.
-            videos / audio / images: one item per prompt (or `None` for that sample): a path, a waveform
-                (numpy/torch, with `sampling_rate`), frames (T, H, W, 3) uint8, PIL images.
+            text: prompt(s). Without the placeholder, `prompt_template` wraps the text as the question (unless
+                `wrap_question=False`); with it (once), the prompt is used as written.
+            videos / audio / images: one item per prompt (or `None` / `[]` for that sample), also nested as
+                `[[item], [], ...]`: a path, bytes, a waveform (numpy/torch; its rate is `sampling_rate`, else
+                Whisper's 16 kHz), frames (T, H, W, 3) or (T, 3, H, W) uint8, PIL images.
             answers: training targets; `labels` are -100 everywhere but the answer tokens (and the closing eos).
             qformer_text: the instruction given to the visual Q-Former (default: the question).
-            use_video_audio: take a video's own sound track when no `audio` is given.
-            allow_partial: use the decoded part of a truncated or damaged media file (with a warning) instead of
-                raising `MediaDecodeError`.
-            padding_side: "left" (generation) or "right".
-            max_length: truncate answers so that a sample fits; the prompt and its placeholder run are never cut.
+            kwargs: [`FavorProcessorKwargs`]; `max_length` cuts answers so that a sample fits, never the prompt or
+                its placeholder run (a prompt that does not fit is an error).
         """
-
-        check_padding_side(padding_side)
         if text is None:
             raise ValueError("FavorProcessor needs `text` (the prompt or question).")
+        output_kwargs = self.merged_call_kwargs(kwargs)
         texts = [text] if isinstance(text, str) else list(text)
         batch_size = len(texts)
-        videos, audio, images = (per_sample(name, value, batch_size) for name, value in
+        videos, audio, images = (sample_media(name, value, batch_size) for name, value in
                                  (("videos", videos), ("audio", audio), ("images", images)))
         answers = per_sample("answers", answers, batch_size)
         qformer_texts = per_sample("qformer_text", qformer_text, batch_size)
@@ -212,11 +231,7 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         samples = []
         for index in range(batch_size):
             with naming_the_sample(index), reuse_downloads():  # a URL is downloaded once for frames and sound
-                samples.append(
-                    self._load_sample_media(
-                        videos[index], audio[index], images[index], sampling_rate, use_video_audio, allow_partial
-                    )
-                )
+                samples.append(self._load_sample_media(videos[index], audio[index], images[index], output_kwargs))
 
         encoding: dict[str, Any] = {}
         self._add_video(encoding, samples)
@@ -229,38 +244,44 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
             )
             for s in samples
         ]
-        has_media = [s["frames"] is not None or s["waveform"] is not None for s in samples]
         # [video, audio] per sample: which modalities the sample really has (zeros stay zeros in the model)
         encoding["modality_mask"] = torch.tensor(
             [[float(s["frames"] is not None), float(s["waveform"] is not None)] for s in samples]
         )
-        self._add_text(encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length)
-        return BatchFeature(encoding, tensor_type=return_tensors)
+        self._add_text(encoding, texts, answers, qformer_texts, samples, plans, output_kwargs)
+        return BatchFeature(encoding, tensor_type=output_kwargs["text_kwargs"].get("return_tensors"),
+                            skip_tensor_conversion=self.skip_tensor_conversion)
 
-    def _frames_to_pixels(self, frames: np.ndarray) -> np.ndarray:
-        """(k, H, W, 3) uint8 frames -> (k, 3, size, size) float32 model pixels, right after decoding (only a few
-        frames are ever held at full resolution)."""
-        return self.image_processor.preprocess_frames(frames).numpy()
-
-    def _load_sample_media(self, video, audio, image, sampling_rate, use_video_audio, allow_partial) -> dict[str, Any]:
+    def _load_sample_media(self, video, audio, image, output_kwargs: dict) -> dict[str, Any]:
         """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and a 16 kHz waveform."""
         frames, is_image, waveform = None, False, None
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
-        check_waveform_rate(audio, sampling_rate)
+        allow_partial = output_kwargs["allow_partial"]
         if video is not None:
+            sampling = VideoSampling.from_kwargs(
+                output_kwargs["videos_kwargs"], sampling=self.video_sampling, fps=self.video_fps, num_frames=None,
+                max_seconds=self.max_video_seconds,
+            )
+            video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
             clip = load_video(
-                video, fps=self.video_fps, sampling=self.video_sampling, max_seconds=self.max_video_seconds,
-                frames_transform=self._frames_to_pixels, allow_partial=allow_partial,
+                video, **sampling.load_arguments(),
+                # (k, H, W, 3) uint8 frames -> (k, 3, size, size) model pixels right after decoding: only a few
+                # frames are ever held at full resolution
+                frames_transform=lambda batch: self.image_processor.preprocess_frames(batch, **video_pixels).numpy(),
+                allow_partial=allow_partial,
             )
             frames = clip.frames  # (T, 3, size, size) model pixels
-            if audio is None and use_video_audio and is_path(video) and has_audio_track(video):
+            if audio is None and output_kwargs["use_video_audio"] and is_path(video) and has_audio_track(video):
                 waveform = load_audio(video, sampling_rate=SAMPLING_RATE, allow_partial=allow_partial).waveform
         if image is not None:
-            frames, is_image = self._frames_to_pixels(load_image(image)[None]), True
+            image_pixels = pixel_kwargs(output_kwargs["images_kwargs"])
+            frames = self.image_processor.preprocess_frames(load_image(image)[None], **image_pixels).numpy()
+            is_image = True
         if audio is not None:
+            rate = self.audio_sampling_rate(output_kwargs["audio_kwargs"]) if in_memory_audio(audio) else None
             waveform = load_audio(
-                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=sampling_rate, allow_partial=allow_partial
+                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=rate, allow_partial=allow_partial
             ).waveform
         if waveform is not None and not np.isfinite(waveform).all():
             source = audio if audio is not None else video
@@ -340,32 +361,34 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         encoding["audio_input_features"] = events
         encoding["audio_input_features_mask"] = events_mask
 
-    def _add_text(self, encoding, texts, answers, qformer_texts, plans, has_media, padding_side, max_length):
-        tokenizer, token = self.tokenizer, self.audio_visual_token
-        rows, label_rows, instructions = [], [], []
-        for i, text in enumerate(texts):
+    def _add_text(self, encoding, texts, answers, qformer_texts, samples, plans, output_kwargs):
+        token = self.audio_visual_token
+        prompts, counts, kinds, instructions = [], [], [], []
+        for i, (text, sample) in enumerate(zip(texts, samples)):
+            has_media = sample["frames"] is not None or sample["waveform"] is not None
             count = text.count(token)  # at most 1: checked in __call__
-            if count == 1 and not has_media[i]:
+            if count == 1 and not has_media:
                 raise ValueError(f"Prompt {i} holds the placeholder {token!r} but sample {i} has no video, audio or image.")
             if count == 1:
                 prompt, question = text, self._question_of(text)
-            elif has_media[i]:
+            elif has_media and not output_kwargs["wrap_question"]:
+                raise ValueError(
+                    f"Prompt {i} has media but no placeholder {token!r} to put them at (with wrap_question=False the "
+                    "text is used as written; a chat template must write the placeholder for a media item)."
+                )
+            elif not output_kwargs["wrap_question"]:
+                prompt, question = text, text
+            elif has_media:
                 prompt, question = self.prompt_template.format(placeholder=token, question=text), text
             else:
                 prompt, question = TEXT_ONLY_TEMPLATE.format(question=text), text
+            prompts.append(prompt)
             instructions.append(qformer_texts[i] if qformer_texts[i] is not None else question)
+            counts.append(plans[i].num_tokens if has_media else None)
+            kinds.append(None if not has_media else "image" if sample["is_image"] else
+                         "video" if sample["frames"] is not None else "audio")
 
-            ids = prompt_token_ids(tokenizer, prompt, token, self.audio_visual_token_id, plans[i].num_tokens)
-            ids, labels = with_answer(tokenizer, ids, answers[i], max_length, i, plans[i].num_tokens)
-            rows.append(ids)
-            label_rows.append(labels)
-
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        padded = pad_token_rows(rows, label_rows, pad_id, padding_side)
-        encoding["input_ids"] = padded["input_ids"]
-        encoding["attention_mask"] = padded["attention_mask"]
-        if any(a is not None for a in answers):
-            encoding["labels"] = padded["labels"]
+        encoding.update(self.encode_prompts(prompts, counts, kinds, answers, output_kwargs))
         qformer = self.qformer_tokenizer(instructions, padding="longest", truncation=True, max_length=512, return_tensors="pt")
         encoding["qformer_input_ids"] = qformer["input_ids"]
         encoding["qformer_attention_mask"] = qformer["attention_mask"]
@@ -376,33 +399,6 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         if prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after):
             return prompt[len(before) : len(prompt) - len(after)]
         return prompt.replace(self.audio_visual_token, "").replace("<Img></Img>", "").strip()
-
-    # -- chat --------------------------------------------------------------------------------------------------------
-    def apply_chat_template(self, conversation, add_generation_prompt: bool = True, tokenize: bool = False, **kwargs):
-        """Render a conversation (or a batch of them) with the official prompt format. Content items of type
-        "video", "audio" and "image" (with a "path", "url" or the media under the type's key) mark where the media
-        are; with `tokenize=True` the media are loaded and the processor's inputs are returned."""
-        batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
-        conversations = conversation if batched else [conversation]
-        kwargs.pop("return_dict", None)
-        texts = [
-            super(FavorProcessor, self).apply_chat_template(c, add_generation_prompt=add_generation_prompt, tokenize=False)
-            for c in conversations
-        ]
-        if not tokenize:
-            return texts if batched else texts[0]
-        media = {"videos": [], "audio": [], "images": []}
-        for c in conversations:
-            found = {"video": None, "audio": None, "image": None}
-            for message in c:
-                content = message.get("content")
-                for item in content if isinstance(content, list) else []:
-                    if item.get("type") in found:
-                        found[item["type"]] = item.get(item["type"], item.get("path", item.get("url")))
-            media["videos"].append(found["video"])
-            media["audio"].append(found["audio"])
-            media["images"].append(found["image"])
-        return self(text=texts, **{k: v if any(x is not None for x in v) else None for k, v in media.items()}, **kwargs)
 
     # -- agreement with a model configuration (checked before a Hub upload) ------------------------------------------
     @property
@@ -434,4 +430,4 @@ class FavorProcessor(SelfContainedProcessorMixin, ProcessorMixin):
         return found
 
 
-__all__ = ["FavorProcessor", "DEFAULT_CHAT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE"]
+__all__ = ["FavorProcessor", "FavorProcessorKwargs", "DEFAULT_CHAT_TEMPLATE", "DEFAULT_PROMPT_TEMPLATE"]
