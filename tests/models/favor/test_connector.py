@@ -1,17 +1,14 @@
-"""The batched super-window connector equals the slow references: one Q-Former call per window, per resolution."""
+"""The batched connector (shared window projections, frame-block causal attention) equals the slow references: the
+per-resolution loop it replaced and one Q-Former call per window."""
 
 import pytest
 import torch
 
+from connector_reference import per_resolution_connector, per_window_connector
 from transformers_av.presets.tiny import tiny_favor_config
-from transformers_av.testing.reference import (
-    per_resolution_connector,
-    per_window_connector,
-    randomized_connector,
-    reference_diversity_loss,
-)
+from transformers_av.testing.reference import randomized_connector, reference_diversity_loss
 
-# Same weights, same inputs, same process: the batched super-window connector vs one Q-Former call per window (or per
+# Same weights, same inputs, same process: the batched connector vs one Q-Former call per window (or per
 # resolution). Only the fp32 matmul blocking and masked-vs-sliced attention (softmax over padded keys) differ, so the
 # summation order changes: 1e-5 on O(1) activations (measured <= 7.2e-7 under every setting of
 # tools/check_portability.sh; the diversity losses, O(0.5) means of cosines, <= 1.5e-8).

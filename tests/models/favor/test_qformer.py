@@ -6,11 +6,12 @@ import pytest
 import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from connector_reference import per_resolution_connector, per_window_connector
 from transformers_av import FavorForConditionalGeneration
-from transformers_av.models.favor.qformer import build_window_masks, eager_attention_forward, qformer_attention_function
+from transformers_av.models.favor.qformer import QFormerWindows, eager_attention_forward, qformer_attention_function
 from transformers_av.models.favor.windows import window_plan
 from transformers_av.presets.tiny import tiny_favor_config
-from transformers_av.testing.reference import per_resolution_connector, per_window_connector, randomized_connector
+from transformers_av.testing.reference import randomized_connector
 
 # fp32, same weights and inputs: eager (matmul, softmax, matmul) and sdpa (one fused kernel) differ only in rounding
 # order, ~1e-7 relative per product; through two LayerNorm'd layers and the projection that stays far below 1e-5,
@@ -59,8 +60,11 @@ def test_eager_and_sdpa_give_the_same_connector_outputs(causal, monkeypatch):
         before = calls.count
         outputs[implementation] = connector(tokens, counts)
         layers = connector.config.connector_num_hidden_layers
-        blocks = 3 if causal != "none" else 2
-        expected_calls = 0 if implementation == "eager" else layers * blocks * len(connector.config.resolutions)
+        resolutions = connector.config.resolutions
+        # per layer and resolution: the query self-attention and the cross-attention, plus the frame-level block's
+        # one call per query frame of a window (it computes only the key frames that frame may see)
+        window_calls = sum(k for k, _ in resolutions) if causal != "none" else 0
+        expected_calls = 0 if implementation == "eager" else layers * (window_calls + 2 * len(resolutions))
         assert calls.count - before == expected_calls
     eager, sdpa = outputs["eager"], outputs["sdpa"]
     torch.testing.assert_close(sdpa.embeds, eager.embeds, atol=ATOL, rtol=0)
@@ -146,17 +150,23 @@ def test_causal_direction_of_the_frame_level_block(causal, implementation):
     config = connector.config
     block = connector.qformer.layers[0].window_attention
     frames = config.coarsest_window_frames
-    masks = build_window_masks(
-        [[frames, 1]], TOKENS_PER_FRAME, torch.ones(1, frames, dtype=torch.bool), causal, torch.float32
-    )
+    length, width = frames * TOKENS_PER_FRAME, config.joint_feature_size
     generator = torch.Generator().manual_seed(3)
-    features = torch.randn(1, 1, frames * TOKENS_PER_FRAME, config.joint_feature_size, generator=generator)
+    features = torch.randn(length, width, generator=generator)
     changed_frame = 4
     edited = features.clone()
     rows = slice(changed_frame * TOKENS_PER_FRAME, (changed_frame + 1) * TOKENS_PER_FRAME)
-    edited[..., rows, :] += torch.randn(edited[..., rows, :].shape, generator=generator)
-    before, _ = block(features, features, [1], masks.window)
-    after, _ = block(edited, edited, [1], masks.window)
+    edited[rows] += torch.randn(edited[rows].shape, generator=generator)
+
+    def block_output(tokens):  # the frame-level block over one window of `frames` frames
+        windows = QFormerWindows(
+            features=tokens, positions=[torch.randn(length, width, generator=torch.Generator().manual_seed(4))],
+            window_lengths=[length], key_padding=[None], tokens_per_frame=TOKENS_PER_FRAME, causal_attention=causal,
+        )
+        (output, _), = block.window_outputs(windows)
+        return output
+
+    before, after = block_output(features), block_output(edited)
     per_frame_change = (after - before).abs().reshape(frames, -1).amax(-1)
     sees_change = torch.arange(frames) <= changed_frame if causal == "future" else torch.arange(frames) >= changed_frame
     # frames that may not attend the edited frame: unchanged up to kernel rounding (the edited keys get weight 0)

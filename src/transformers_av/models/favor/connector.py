@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .qformer import CausalQFormer, build_window_masks
+from .qformer import CausalQFormer, QFormerWindows, build_key_padding_masks
 from .sync import frame_validity
 from .windows import window_plan
 
@@ -64,49 +64,46 @@ class FavorConnector(nn.Module):
         config = self.config
         resolutions = config.resolutions
         batch_size, num_frames, tokens_per_frame, width = joint_tokens.shape
-        coarsest = config.coarsest_window_frames
         plans = [window_plan(int(t), resolutions) for t in frame_counts.tolist()]
         padded = max(plan.padded_frames for plan in plans)
         if padded > num_frames:
             joint_tokens = nn.functional.pad(joint_tokens, (0, 0, 0, 0, 0, padded - num_frames))
         joint_tokens = joint_tokens[:, :padded]
-        supers = padded // coarsest
-        window_len = coarsest * tokens_per_frame
 
-        # (B, T', N, F) -> (B * S, L, F): one row per super-window of the coarsest length
-        features = self.layer_norm(joint_tokens.reshape(batch_size * supers, window_len, width))
-        frame_valid = frame_validity(frame_counts.to(joint_tokens.device), padded).reshape(batch_size * supers, coarsest)
-
-        # each resolution numbers tokens from 0 inside its own window
-        token_index = torch.arange(window_len, device=features.device)
-        positions = torch.stack([token_index % (k * tokens_per_frame) for k, _ in resolutions])  # (R, L)
-        window_features = features[None] + self.position_embedding(positions)[:, None]  # (R, B*S, L, F)
-        queries = torch.stack(
-            [q.expand(coarsest // k, -1, -1).reshape(-1, q.shape[-1]) for q, (k, _) in zip(self.query_tokens, resolutions)]
-        )  # (R, Q, H): a finer resolution tiles its queries once per window of the super-window
-        queries = queries[:, None].expand(-1, batch_size * supers, -1, -1)
-
-        masks = build_window_masks(resolutions, tokens_per_frame, frame_valid, config.causal_attention, features.dtype)
-        qformer_output = self.qformer(queries, window_features, masks, output_attentions)
-        outputs = qformer_output.last_hidden_state  # (R, B*S, Q, H)
-        outputs = outputs.reshape(len(resolutions), batch_size, -1, outputs.shape[-1])  # (R, B, C_max, H)
+        # (B, T', N, F) -> (B * T' * N, F): ONE LayerNorm'd copy of the features, read by every resolution
+        features = self.layer_norm(joint_tokens.reshape(-1, width))
+        frame_valid = frame_validity(frame_counts.to(joint_tokens.device), padded)  # (B, T')
+        frames_per_window = [k for k, _ in resolutions]
+        window_lengths = [k * tokens_per_frame for k in frames_per_window]
+        windows = QFormerWindows(
+            features=features,
+            # each resolution numbers tokens from 0 inside its own window
+            positions=[self.position_embedding(torch.arange(length, device=features.device)) for length in window_lengths],
+            window_lengths=window_lengths,
+            key_padding=build_key_padding_masks(frames_per_window, tokens_per_frame, frame_valid, features.dtype),
+            tokens_per_frame=tokens_per_frame,
+            causal_attention=config.causal_attention,
+        )
+        qformer_output = self.qformer(list(self.query_tokens), windows, output_attentions)
+        # (W_r, N_r, H) -> (B, C_max, H): W_r * N_r = B * C_max for every resolution
+        outputs = [out.reshape(batch_size, -1, out.shape[-1]) for out in qformer_output.last_hidden_state]
 
         if config.resolution_merge == "concat":
-            embeds = self.projection(torch.cat(list(outputs), dim=-1))
+            embeds = self.projection(torch.cat(outputs, dim=-1))
         else:
             embeds = sum(proj(out) for proj, out in zip(self.projections, outputs))
         token_counts = torch.tensor([plan.num_tokens for plan in plans], device=embeds.device)
         return ConnectorOutput(
             embeds=embeds,
             token_counts=token_counts,
-            resolution_outputs=list(outputs),
+            resolution_outputs=outputs,
             diversity_loss=self._diversity_loss(outputs, plans),
             window_attentions=qformer_output.window_attentions,
             query_attentions=qformer_output.query_attentions,
             cross_attentions=qformer_output.cross_attentions,
         )
 
-    def _diversity_loss(self, outputs: torch.Tensor, plans) -> torch.Tensor:
+    def _diversity_loss(self, outputs: list[torch.Tensor], plans) -> torch.Tensor:
         """Mean off-diagonal cosine similarity between the queries of a window, over the real windows of the
         configured resolutions (the official definition, averaged over resolutions)."""
         losses = []

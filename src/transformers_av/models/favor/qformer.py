@@ -5,17 +5,23 @@ learned queries; all resolutions share the Q-Former weights. Each layer first ru
 self-attention over the window's input features and uses its output as keys/values of that layer's cross-attention
 (it is not chained into the next layer: every layer re-reads the window's input features).
 
-Batching: the windows of all resolutions go through ONE call. Windows are grouped into "super-windows" of the
-coarsest length; a finer resolution places several of its windows side by side in a super-window. Every super-window
-of every resolution then has the same number of input tokens and of queries (a config invariant), so resolutions stack
-along a leading axis without padding and all linear layers run once over everything. Only the attention products are
-taken per resolution: there each super-window is viewed as its windows, so a window attends within itself at the cost
-of its own length (no block-diagonal masks over the whole super-window). Cost stays linear in video length.
+What the resolutions share is computed once. Resolution r reads the same LayerNorm'd features x, plus the position
+row p of each token's index inside its own window. The first thing any layer does with them is a linear map W, and
+W (x + p) + b = (W x + b) + W p: so every layer projects the features ONCE (the big product, tokens x F x F) and each
+resolution adds its small projected position table W p_r (window length x F), broadcast over its windows. (The
+identity needs the positions added after the LayerNorm, which is what the official model does; the frame-level
+block's own output LayerNorm comes after the attention and is not crossed.) Everything after that first projection
+depends on the window cut and runs per resolution, on views of the shared tensors (no stacking, no copies of the
+features per resolution). In the frame-level block a frame only ever attends one side of itself, so the attention
+runs frame by frame on the keys it may see (a contiguous slice of its window), computing only the allowed blocks of
+the block-triangular mask instead of masking the forbidden ones. The first layer's queries are the same in every
+window; they stay one row until the cross-attention makes them differ. Cost stays linear in video length.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +34,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# kernels that cannot add an arbitrary (block-triangular or padding) float mask to the scores of every head
+# kernels that cannot add an arbitrary (padding) float mask to the scores of every head
 _MASKLESS_IMPLEMENTATIONS = ("flash", "flex")
 
 
@@ -61,18 +67,64 @@ def qformer_attention_function(config, output_attentions: bool = False):
     The connector runs the implementation the composite model resolved, with three exceptions: `output_attentions`
     needs the probabilities, so it runs eager; a standalone connector (config never resolved by a model) runs sdpa,
     the default a model would pick; flash / flex kernels (chosen for the LLM) cannot add the Q-Former's additive
-    masks, so the connector runs sdpa instead."""
+    padding masks, so the connector runs sdpa instead."""
     if output_attentions:
         return eager_attention_forward
     implementation = config._attn_implementation or "sdpa"
     if any(name in implementation for name in _MASKLESS_IMPLEMENTATIONS):
         logger.warning_once(
-            f"The FAVOR connector Q-Former cannot run attn_implementation={implementation!r} (its block-causal and "
-            "padding masks are additive float masks); it uses 'sdpa' while the rest of the model keeps "
-            f"{implementation!r}."
+            f"The FAVOR connector Q-Former cannot run attn_implementation={implementation!r} (its padding masks are "
+            f"additive float masks); it uses 'sdpa' while the rest of the model keeps {implementation!r}."
         )
         implementation = "sdpa"
     return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+
+
+@dataclass
+class QFormerWindows:
+    """The Q-Former's view of the window features: one LayerNorm'd copy shared by every resolution.
+
+    features: (W * L, F) LayerNorm'd joint tokens of every window, in time order (sample-major), L the coarsest
+        window's token count; resolution r reads them as (W_r, L_r, F) windows of L_r = k_r * tokens_per_frame.
+    positions: per resolution, (L_r, F) position-table rows of the token indices inside one of its windows.
+    window_lengths: L_r, tokens per window of each resolution.
+    key_padding: per resolution, (W_r, 1, 1, L_r) additive cross-attention mask (padding frames get the dtype's
+        minimum, not -inf, so a window made only of padding attends uniformly to its own tokens, as the reference
+        implementation does), or None when no window of the batch holds padding.
+    tokens_per_frame: tokens of one 0.5 s frame (the granularity of the frame-level causal attention).
+    causal_attention: "future" (frame i attends frames j >= i, the official rule), "past" (j <= i) or "none".
+    """
+
+    features: torch.Tensor
+    positions: list[torch.Tensor]
+    window_lengths: list[int]
+    key_padding: list[torch.Tensor | None]
+    tokens_per_frame: int
+    causal_attention: str
+
+    def num_windows(self, resolution: int) -> int:
+        return self.features.shape[0] // self.window_lengths[resolution]
+
+    def windows_of(self, tensor: torch.Tensor, resolution: int) -> torch.Tensor:
+        """(W * L, D) token rows -> (W_r, L_r, D) windows of `resolution` (a view)."""
+        return tensor.view(-1, self.window_lengths[resolution], tensor.shape[-1])
+
+
+def build_key_padding_masks(
+    frames_per_window: list[int], tokens_per_frame: int, frame_valid: torch.Tensor, dtype: torch.dtype
+) -> list[torch.Tensor | None]:
+    """Per resolution, the (W_r, 1, 1, L_r) additive cross-attention mask of `frame_valid` (B, T') (None for every
+    resolution when all frames are valid)."""
+    if bool(frame_valid.all()):
+        return [None] * len(frames_per_window)
+    # padding frames get the finite minimum: a window made only of padding must not give NaN
+    padding = torch.zeros(frame_valid.shape, dtype=dtype, device=frame_valid.device).masked_fill(
+        ~frame_valid, torch.finfo(dtype).min
+    )
+    return [
+        padding.reshape(-1, frames).repeat_interleave(tokens_per_frame, -1)[:, None, None, :]
+        for frames in frames_per_window
+    ]
 
 
 class QFormerAttention(nn.Module):
@@ -81,7 +133,7 @@ class QFormerAttention(nn.Module):
     The attention product goes through the attention interface selected by `config._attn_implementation` (see
     [`qformer_attention_function`])."""
 
-    is_causal = False  # causality comes from the window masks, never from the kernel's own causal flag
+    is_causal = False  # causality comes from the frame blocks, never from the kernel's own causal flag
 
     def __init__(self, config, hidden_size: int, key_value_size: int):
         super().__init__()
@@ -102,40 +154,97 @@ class QFormerAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor,
-        windows_per_row: list[int],
-        attention_masks: list[torch.Tensor | None],
+        attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """hidden_states (R, S, Lq, D), key_value_states (R, S, Lk, Dkv): R resolutions x S super-windows. Resolution
-        r splits each row into windows_per_row[r] windows that attend only within themselves; attention_masks[r] is
-        additive and broadcastable to (S * windows, heads, Lq / windows, Lk / windows), or None.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states (W or 1, Lq, D), key_value_states (W, Lk, Dkv): one row per window; a single row of
+        hidden_states is shared by every window. attention_mask additive, broadcastable to (W, heads, Lq, Lk).
+        Returns the block's output (W, Lq, D) and, with `output_attentions`, the attention map (W, heads, Lq, Lk)."""
+        context, weights = self.attend(
+            self.query(hidden_states),
+            self.key(key_value_states),
+            self.value(key_value_states),
+            attention_mask,
+            output_attentions,
+        )
+        return self.add_and_norm(context, hidden_states), weights
 
-        Returns the block's output (R, S, Lq, D) and, with `output_attentions`, one attention map per resolution,
-        (S * windows_per_row[r], heads, Lq / windows, Lk / windows), windows in time order within each row."""
-        query, key, value = self.query(hidden_states), self.key(key_value_states), self.value(key_value_states)
+    def project_windows(
+        self, projections: list[nn.Linear], windows: QFormerWindows
+    ) -> Iterator[list[torch.Tensor]]:
+        """Yield, per resolution, each of `projections` applied to its windows' position-embedded features
+        (W_r, L_r, D): W (x + p_r) + b computed as (W x + b), once for all resolutions, plus W p_r."""
+        shared = [projection(windows.features) for projection in projections]
+        for r, positions in enumerate(windows.positions):
+            yield [
+                windows.windows_of(projected, r) + nn.functional.linear(positions, projection.weight)
+                for projected, projection in zip(shared, projections)
+            ]
+
+    def window_outputs(
+        self, windows: QFormerWindows, output_attentions: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The frame-level block over every resolution's windows: yields per resolution its output (W_r, L_r, F) and
+        attention map (W_r, heads, L_r, L_r) (None unless `output_attentions`)."""
+        projected = self.project_windows([self.query, self.key, self.value], windows)
+        for r, (query, key, value) in enumerate(projected):
+            context, weights = self.attend(
+                query, key, value, None, output_attentions, windows.causal_attention, windows.tokens_per_frame
+            )
+            del query, key, value
+            hidden = nn.functional.dropout(self.dense(context), self.dropout, self.training)
+            # residual = the block's input x + p_r, added without materialising it per resolution
+            hidden = hidden + windows.windows_of(windows.features, r)
+            yield self.layer_norm(hidden + windows.positions[r]), weights
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        causal_attention: str = "none",
+        tokens_per_frame: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Multi-head attention of projected query (W or 1, Lq, D) over key/value (W, Lk, D) -> context (W, Lq, D)
+        and, with `output_attentions`, the map (W, heads, Lq, Lk).
+
+        causal_attention "future" / "past" (self-attention over frames of `tokens_per_frame` tokens): query frame i
+        attends only key frames j >= i / j <= i. Each frame's queries attend the contiguous slice of keys they may
+        see, so the forbidden blocks are never computed (and are exactly 0 in the map)."""
+        rows, query_length, width = key.shape[0], query.shape[1], query.shape[-1]
         attention = qformer_attention_function(self.config, output_attentions)
-        contexts, maps = [], []
-        for r, (windows, mask) in enumerate(zip(windows_per_row, attention_masks)):
-            rows, q_len, width = query[r].shape
+        dropout = self.dropout if self.training else 0.0
+        query, key, value = (self._heads(x, rows) for x in (query, key, value))
+        if causal_attention == "none":
+            context, weights = attention(self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling)
+            return context.reshape(rows, query_length, width), weights
 
-            def heads(x, windows=windows):
-                # (S, L, D) -> (S * windows, heads, L / windows, head_dim)
-                return x.reshape(rows * windows, x.shape[1] // windows, self.num_heads, self.head_dim).transpose(1, 2)
-
-            context, weights = attention(
-                self,
-                heads(query[r]),
-                heads(key[r]),
-                heads(value[r]),
-                mask,
-                dropout=self.dropout if self.training else 0.0,
+        key_length = key.shape[2]
+        weights = query.new_zeros(rows, self.num_heads, query_length, key_length) if output_attentions else None
+        contexts = []
+        for start in range(0, query_length, tokens_per_frame):
+            frame = slice(start, start + tokens_per_frame)
+            visible = slice(start, key_length) if causal_attention == "future" else slice(0, start + tokens_per_frame)
+            context, frame_weights = attention(
+                self, query[:, :, frame], key[:, :, visible], value[:, :, visible], None, dropout=dropout,
                 scaling=self.scaling,
             )
-            contexts.append(context.reshape(rows, q_len, width))
-            maps.append(weights)
-        context = torch.stack(contexts)  # (R, S, Lq, D)
-        context = nn.functional.dropout(self.dense(context), self.dropout, self.training)
-        return self.layer_norm(context + hidden_states), (maps if output_attentions else None)
+            contexts.append(context)  # (W, tokens_per_frame, heads, head_dim)
+            if weights is not None:
+                weights[:, :, frame, visible] = frame_weights
+        return torch.cat(contexts, dim=1).reshape(rows, query_length, width), weights
+
+    def add_and_norm(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """LayerNorm(dropout(dense(context)) + residual), residual broadcast over windows."""
+        return self.layer_norm(nn.functional.dropout(self.dense(context), self.dropout, self.training) + residual)
+
+    def _heads(self, states: torch.Tensor, rows: int) -> torch.Tensor:
+        # (W or 1, L, D) -> (W, heads, L, head_dim); a single row is expanded over the W windows without a copy
+        return states.view(states.shape[0], states.shape[1], self.num_heads, self.head_dim).transpose(1, 2).expand(
+            rows, -1, -1, -1
+        )
 
 
 class CausalQFormerLayer(GradientCheckpointingLayer):
@@ -151,87 +260,49 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
         self.output_layer_norm = nn.LayerNorm(hidden, eps=config.connector_layer_norm_eps)
         self.dropout = config.connector_dropout
 
-    def forward(self, queries, window_features, masks: WindowMasks, output_attentions: bool = False):
-        """Returns the updated queries and the layer's (window, query, cross) attention maps (None when not asked,
-        the window map also None when the layer has no window attention)."""
-        windows = masks.windows_per_row
-        window_map = None
+    def forward(
+        self, queries: list[torch.Tensor], windows: QFormerWindows, output_attentions: bool = False
+    ) -> tuple[list[torch.Tensor], tuple[list | None, list | None, list | None]]:
+        """queries: per resolution (W_r or 1, N_r, H). Returns the updated queries (W_r, N_r, H) and the layer's
+        (window, query, cross) attention maps, one per resolution (None when not asked; the window maps also None
+        when the layer has no window attention)."""
+        cross = self.cross_attention
         if self.window_attention is not None:
-            window_features, window_map = self.window_attention(
-                window_features, window_features, windows, masks.window, output_attentions
-            )
-        queries, query_map = self.self_attention(queries, queries, windows, [None] * len(windows), output_attentions)
-        queries, cross_map = self.cross_attention(queries, window_features, windows, masks.cross, output_attentions)
-        update = self.output(self.activation(self.intermediate(queries)))
-        queries = self.output_layer_norm(nn.functional.dropout(update, self.dropout, self.training) + queries)
-        return queries, (window_map, query_map, cross_map)
-
-
-@dataclass
-class WindowMasks:
-    """How each resolution cuts a super-window into windows, and the additive masks of one window (0 = attend).
-
-    windows_per_row: windows of each resolution in one super-window.
-    window: per resolution, (1, 1, Lw, Lw) frame-level causal mask inside a window (None when every token may attend
-        every token of its window).
-    cross: per resolution, (S * windows, 1, 1, Lw) queries see their window's tokens; padding frames get the dtype's
-        minimum (not -inf), so a window made only of padding attends uniformly to its own tokens, as the reference
-        implementation does.
-    Queries attend to all queries of their own window, so their self-attention needs no mask.
-    """
-
-    windows_per_row: list[int]
-    window: list[torch.Tensor | None]
-    cross: list[torch.Tensor]
-
-
-def build_window_masks(
-    resolutions: list[list[int]],
-    tokens_per_frame: int,
-    frame_valid: torch.Tensor,
-    causal_attention: str,
-    dtype: torch.dtype,
-) -> WindowMasks:
-    """Masks for `frame_valid` (S, F) (super-windows x coarsest-window frames) under every resolution."""
-    device = frame_valid.device
-    num_frames = frame_valid.shape[1]
-    # padding frames get the finite minimum: a window made only of padding must not give NaN
-    padding = torch.zeros(frame_valid.shape, dtype=dtype, device=device).masked_fill(
-        ~frame_valid, torch.finfo(dtype).min
-    )  # (S, F)
-    windows_per_row, window_masks, cross_masks = [], [], []
-    for frames_per_window, _ in resolutions:
-        windows = num_frames // frames_per_window
-        windows_per_row.append(windows)
-        frame_index = torch.arange(frames_per_window, device=device)
-        if causal_attention == "future":
-            allowed = frame_index[None, :] >= frame_index[:, None]
-        elif causal_attention == "past":
-            allowed = frame_index[None, :] <= frame_index[:, None]
+            # keys/values of the cross-attention: the frame-level block's output, one resolution at a time
+            window_outputs = self.window_attention.window_outputs(windows, output_attentions)
+            keys_values = ((cross.key(out), cross.value(out), weights) for out, weights in window_outputs)
         else:
-            allowed = None
-        if allowed is not None:
-            allowed = allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)  # (Lw, Lw)
-            allowed = _additive(allowed, dtype)[None, None]
-        window_masks.append(allowed)
-        cross = padding.reshape(-1, frames_per_window).repeat_interleave(tokens_per_frame, -1)  # (S * windows, Lw)
-        cross_masks.append(cross[:, None, None, :])
-    return WindowMasks(windows_per_row=windows_per_row, window=window_masks, cross=cross_masks)
-
-
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
+            keys_values = ((key, value, None) for key, value in cross.project_windows([cross.key, cross.value], windows))
+        outputs, window_maps, query_maps, cross_maps = [], [], [], []
+        for r, (query_states, (key, value, window_map)) in enumerate(zip(queries, keys_values)):
+            query_states, query_map = self.self_attention(query_states, query_states, None, output_attentions)
+            if query_map is not None:  # one map per window, also while the windows share their queries
+                query_map = query_map.expand(windows.num_windows(r), -1, -1, -1)
+            context, cross_map = cross.attend(
+                cross.query(query_states), key, value, windows.key_padding[r], output_attentions
+            )
+            query_states = cross.add_and_norm(context, query_states)
+            update = self.output(self.activation(self.intermediate(query_states)))
+            outputs.append(
+                self.output_layer_norm(nn.functional.dropout(update, self.dropout, self.training) + query_states)
+            )
+            window_maps.append(window_map)
+            query_maps.append(query_map)
+            cross_maps.append(cross_map)
+        if not output_attentions:
+            return outputs, (None, None, None)
+        return outputs, (window_maps if self.window_attention is not None else None, query_maps, cross_maps)
 
 
 @dataclass
 class CausalQFormerOutput(ModelOutput):
-    """last_hidden_state: (R, S, Q, H) query outputs. With `output_attentions`, one tuple per layer holding one map
-    per resolution r, windows in time order (sample, then window): window_attentions (S * w_r, heads, L_r, L_r) of
-    the frame-level block over the window features (None for layers without it), query_attentions
-    (S * w_r, heads, Q_r, Q_r) and cross_attentions (S * w_r, heads, Q_r, L_r), w_r = windows of resolution r per
-    super-window, L_r / Q_r its tokens / queries per window."""
+    """last_hidden_state: per resolution r, (W_r, Q_r, H) query outputs, windows in time order (sample, then
+    window). With `output_attentions`, one tuple per layer holding one map per resolution: window_attentions
+    (W_r, heads, L_r, L_r) of the frame-level block over the window features (None for layers without it),
+    query_attentions (W_r, heads, Q_r, Q_r) and cross_attentions (W_r, heads, Q_r, L_r), L_r / Q_r the tokens /
+    queries of one window of resolution r."""
 
-    last_hidden_state: torch.Tensor | None = None
+    last_hidden_state: tuple[torch.Tensor, ...] | None = None
     window_attentions: tuple | None = None
     query_attentions: tuple | None = None
     cross_attentions: tuple | None = None
@@ -247,19 +318,25 @@ class CausalQFormer(nn.Module):
         self.layers = nn.ModuleList([CausalQFormerLayer(config) for _ in range(config.connector_num_hidden_layers)])
 
     def forward(
-        self, queries: torch.Tensor, window_features: torch.Tensor, masks: WindowMasks, output_attentions: bool = False
+        self, query_tokens: list[torch.Tensor], windows: QFormerWindows, output_attentions: bool = False
     ) -> CausalQFormerOutput:
-        # queries (R, S, Q, H), window_features (R, S, L, F) -> (R, S, Q, H)
-        queries = self.dropout(self.query_layer_norm(queries))
+        """query_tokens: per resolution (1, N_r, H) learned queries, the same for every window of that resolution."""
+        queries = []
+        for r, tokens in enumerate(query_tokens):
+            if self.training and self.dropout.p > 0:
+                tokens = tokens.expand(windows.num_windows(r), -1, -1)  # an independent dropout mask per window
+            # while every window's queries are equal they stay one row, broadcast over the windows
+            queries.append(self.dropout(self.query_layer_norm(tokens)))
         maps = []
         for layer in self.layers:
-            queries, layer_maps = layer(queries, window_features, masks, output_attentions)
+            queries, layer_maps = layer(queries, windows, output_attentions)
             maps.append(layer_maps)
+        outputs = tuple(queries)
         if not output_attentions:
-            return CausalQFormerOutput(last_hidden_state=queries)
+            return CausalQFormerOutput(last_hidden_state=outputs)
         window, query, cross = (tuple(_resolution_maps(m) for m in kind) for kind in zip(*maps))
         return CausalQFormerOutput(
-            last_hidden_state=queries, window_attentions=window, query_attentions=query, cross_attentions=cross
+            last_hidden_state=outputs, window_attentions=window, query_attentions=query, cross_attentions=cross
         )
 
 
@@ -272,8 +349,8 @@ __all__ = [
     "CausalQFormerLayer",
     "CausalQFormerOutput",
     "QFormerAttention",
-    "WindowMasks",
-    "build_window_masks",
+    "QFormerWindows",
+    "build_key_padding_masks",
     "eager_attention_forward",
     "qformer_attention_function",
 ]
