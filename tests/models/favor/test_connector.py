@@ -113,3 +113,15 @@ def test_diversity_loss_equals_direct_computation(resolutions_for_loss):
     torch.testing.assert_close(
         reference_diversity_loss(connector.config, batched.resolution_outputs, plans), expected, atol=ATOL, rtol=0
     )
+
+
+@pytest.mark.parametrize("chunk_tokens", [320, 1300])
+@torch.inference_mode()
+def test_qformer_in_groups_of_windows_equals_the_per_resolution_loop(chunk_tokens):
+    """The Q-Former runs over groups of whole coarse windows (320 tokens: one window per group; 1300: groups of four
+    and two windows, the first one across the two samples): same outputs as the one-pass reference, padding masks
+    sliced with the windows (sample 2 is mostly padding)."""
+    connector = make_connector(causal_attention="future")
+    connector.qformer.chunk_tokens = chunk_tokens
+    tokens, counts = joint_tokens(connector, [25, 8])  # 2 samples x 3 coarse windows of 10 frames
+    assert_same(connector(tokens, counts), per_resolution_connector(connector, tokens, counts))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -104,6 +104,26 @@ class QFormerWindows:
 
     def num_windows(self, resolution: int) -> int:
         return self.features.shape[0] // self.window_lengths[resolution]
+
+    def split(self, max_tokens: int) -> list[QFormerWindows]:
+        """Consecutive groups of whole windows of every resolution, cut at multiples of the longest window, of at
+        most `max_tokens` tokens (at least one longest window)."""
+        longest = max(self.window_lengths)  # a multiple of every other window length (the windows nest)
+        step = max(1, max_tokens // longest) * longest
+        total = self.features.shape[0]
+        if total <= step:
+            return [self]
+        return [
+            replace(
+                self,
+                features=self.features[start : start + step],
+                key_padding=[
+                    None if mask is None else mask[start // length : (start + step) // length]
+                    for mask, length in zip(self.key_padding, self.window_lengths)
+                ],
+            )
+            for start in range(0, total, step)
+        ]
 
     def windows_of(self, tensor: torch.Tensor, resolution: int) -> torch.Tensor:
         """(W * L, D) token rows -> (W_r, L_r, D) windows of `resolution` (a view)."""
@@ -311,6 +331,11 @@ class CausalQFormerOutput(ModelOutput):
 class CausalQFormer(nn.Module):
     """Shared Q-Former body: query LayerNorm (BERT embeddings' LayerNorm) and the causal layers."""
 
+    #: Windows never see each other, so the Q-Former runs over consecutive groups of whole coarsest windows of about
+    #: this many tokens (10 min of video is 38,400): a group's intermediates stay small (cache-resident at small
+    #: widths) and the memory a call needs on top of its input and output stops growing with the video.
+    chunk_tokens: int = 16384
+
     def __init__(self, config):
         super().__init__()
         self.query_layer_norm = nn.LayerNorm(config.connector_hidden_size, eps=config.connector_layer_norm_eps)
@@ -320,7 +345,18 @@ class CausalQFormer(nn.Module):
     def forward(
         self, query_tokens: list[torch.Tensor], windows: QFormerWindows, output_attentions: bool = False
     ) -> CausalQFormerOutput:
-        """query_tokens: per resolution (1, N_r, H) learned queries, the same for every window of that resolution."""
+        """query_tokens: per resolution (1, N_r, H) learned queries, the same for every window of that resolution.
+        With `output_attentions` the windows run as one group (the maps are as large as the attention itself)."""
+        groups = [windows] if output_attentions else windows.split(self.chunk_tokens)
+        runs = [self._run(query_tokens, group, output_attentions) for group in groups]
+        if len(runs) == 1:
+            return runs[0]
+        outputs = tuple(torch.cat(per_group) for per_group in zip(*(run.last_hidden_state for run in runs)))
+        return CausalQFormerOutput(last_hidden_state=outputs)
+
+    def _run(
+        self, query_tokens: list[torch.Tensor], windows: QFormerWindows, output_attentions: bool
+    ) -> CausalQFormerOutput:
         queries = []
         for r, tokens in enumerate(query_tokens):
             if self.training and self.dropout.p > 0:
