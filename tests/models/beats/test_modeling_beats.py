@@ -233,3 +233,79 @@ def test_fresh_model_init_and_gradient_checkpointing():
     assert out.shape == (2, 16, 32) and torch.isfinite(out).all()
     out.sum().backward()
     assert model.encoder.layers[0].self_attn.relative_attention_bias.weight.grad is not None
+
+
+# -- long inputs: encoded in chunks of config.chunk_frames -----------------------------------------------------------
+def tiny_random_beats(**overrides):
+    torch.manual_seed(0)
+    sizes = {"embed_dim": 16, "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64,
+             "encoder_attention_heads": 4}
+    config = BeatsConfig(**{**sizes, **overrides})
+    return BeatsModel(config).eval()
+
+
+class BiasSizes:
+    """Records the (query, key) lengths of every relative position table the encoder builds."""
+
+    def __init__(self, model, monkeypatch):
+        self.sizes = []
+        attention = model.encoder.layers[0].self_attn
+        original = attention.compute_bias
+
+        def recording(query_length, key_length):
+            self.sizes.append((query_length, key_length))
+            return original(query_length, key_length)
+
+        monkeypatch.setattr(attention, "compute_bias", recording)
+
+
+def test_default_chunk_keeps_inputs_up_to_60_seconds_in_one_pass(monkeypatch):
+    """6000 fbank frames (60 s, the official inference's longest media) run in ONE pass, bit-identical to a model
+    that never chunks; 6001 frames are chunked (6000 + 1 frame, which makes no patch)."""
+    small = {"encoder_layers": 1, "encoder_attention_heads": 2}  # 3000 tokens: keep the attention cheap
+    model = tiny_random_beats(**small)
+    assert model.config.chunk_frames == 6000
+    unchunked = tiny_random_beats(chunk_frames=None, **small)
+    unchunked.load_state_dict(model.state_dict())
+    features = torch.randn(1, 6001, 128, generator=torch.Generator().manual_seed(1))
+    sizes = BiasSizes(model, monkeypatch).sizes
+    with torch.no_grad():
+        one_pass = model(features[:, :6000]).last_hidden_state
+        assert sizes == [(3000, 3000)]
+        assert torch.equal(one_pass, unchunked(features[:, :6000]).last_hidden_state)
+        assert torch.equal(model(features).last_hidden_state, one_pass)  # the 6001st frame gives no token
+
+
+def test_long_inputs_are_encoded_chunk_by_chunk(monkeypatch):
+    """230 frames with 64-frame chunks: chunks of 64, 64, 64 and 32 frames (the last 6 frames make no patch), each
+    encoded exactly as on its own, tokens and every hidden state concatenated; one 32-token position table, sliced
+    for the shorter last chunk; padding masks cut with the frames."""
+    model = tiny_random_beats(chunk_frames=64)
+    alone = tiny_random_beats(chunk_frames=None)
+    alone.load_state_dict(model.state_dict())
+    features = torch.randn(2, 230, 128, generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(2, 230, dtype=torch.long)
+    mask[1, 100:] = 0  # sample 2: 100 real frames, the rest padding (its 3rd chunk has 36 real frames)
+    features[1, 100:] = 0
+    sizes = BiasSizes(model, monkeypatch).sizes
+    with torch.no_grad():
+        chunked = model(features, attention_mask=mask, output_hidden_states=True)
+        pieces = [
+            alone(features[:, start:end], attention_mask=mask[:, start:end], output_hidden_states=True)
+            for start, end in [(0, 64), (64, 128), (128, 192), (192, 224)]
+        ]
+    assert sizes == [(32, 32)]  # chunk_frames 64 -> 4 time patches x 8 bins
+    assert chunked.last_hidden_state.shape == (2, 112, 32) == (2, model.get_num_tokens(230), 32)
+    assert torch.equal(chunked.last_hidden_state, torch.cat([p.last_hidden_state for p in pieces], dim=1))
+    assert len(chunked.hidden_states) == 3
+    for layer, hidden in enumerate(chunked.hidden_states):
+        assert torch.equal(hidden, torch.cat([p.hidden_states[layer] for p in pieces], dim=1))
+
+
+def test_chunked_input_refuses_attention_maps_and_bad_chunk_sizes():
+    model = tiny_random_beats(chunk_frames=64)
+    with pytest.raises(ValueError, match=r"its 65 fbank frames exceed config.chunk_frames=64"):
+        model(torch.randn(1, 65, 128), output_attentions=True)
+    assert model(torch.randn(1, 64, 128), output_attentions=True).attentions[0].shape == (1, 4, 32, 32)
+    with pytest.raises(ValueError, match=r"chunk_frames must be None or a positive multiple of input_patch_size \(16\)"):
+        BeatsConfig(chunk_frames=100)

@@ -28,6 +28,13 @@ class BeatsConfig(PreTrainedConfig):
         num_buckets (`int`, defaults to 320), max_distance (`int`, defaults to 800): relative-position buckets.
         gru_rel_pos (`bool`, defaults to `True`): gated relative position bias.
         num_mel_bins (`int`, defaults to 128): fbank bins the model expects.
+        chunk_frames (`int`, *optional*, defaults to 6000): fbank frames (10 ms each) encoded in one pass. Longer
+            inputs are cut into consecutive chunks of this many frames, each encoded on its own and their tokens
+            concatenated, as Whisper does with 30 s: the self-attention (and its T x T relative position table)
+            then costs memory linear in the input's length instead of quadratic (an unchunked 30-minute input asks
+            for a 90,000 x 90,000 table). 6000 frames = 60 s, the longest media the official video-SALMONN inference
+            takes, so every input it can see is still encoded in one pass, bit for bit. A multiple of
+            `input_patch_size`; `None` never chunks.
     """
 
     model_type = "beats"
@@ -61,6 +68,17 @@ class BeatsConfig(PreTrainedConfig):
     gru_rel_pos: bool = True
     num_mel_bins: int = 128
     initializer_range: float = 0.02
+    chunk_frames: int | None = 6000
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.chunk_frames is not None and (
+            self.chunk_frames < self.input_patch_size or self.chunk_frames % self.input_patch_size
+        ):
+            raise ValueError(
+                f"Invalid BeatsConfig: chunk_frames must be None or a positive multiple of input_patch_size "
+                f"({self.input_patch_size}) fbank frames, got {self.chunk_frames}."
+            )
 
 
 __all__ = ["BeatsConfig"]

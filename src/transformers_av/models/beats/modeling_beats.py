@@ -14,6 +14,8 @@ Differences in form (not in numbers) from the official module:
 * the relative-position embedding lives only in layer 0 (`encoder.layers.0.self_attn.relative_attention_bias`); the
   official model aliases that module into every layer but only ever evaluates layer 0's copy, exactly like here.
 * layer-wise gradient decay (`layer_wise_gradient_decay_ratio`) only scales gradients and is not implemented.
+* inputs longer than `config.chunk_frames` (60 s, the official inference's longest media) are encoded chunk by chunk
+  (the official model attends over the whole input, with a T x T relative position table: 64.8 GB at 30 minutes).
 * the attention product runs through transformers' attention interface (`attn_implementation`: `"sdpa"` by default,
   `"eager"` computes the official operations in the official order); the gated relative position bias and the
   padding reach it as one additive float mask. `output_attentions=True` always runs the eager path.
@@ -302,13 +304,23 @@ class BeatsEncoder(nn.Module):
         )
         self.gradient_checkpointing = False
 
+    def relative_position_bias(self, length: int) -> torch.Tensor | None:
+        """(heads, length, length) relative position bias shared by every layer (None without one). It depends only
+        on key - query offsets, so the bias of a shorter sequence is the top-left corner of this one."""
+        if not self.config.relative_position_embedding or len(self.layers) == 0:
+            return None
+        return self.layers[0].self_attn.compute_bias(length, length)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        position_bias: torch.Tensor | None = None,
     ) -> BaseModelOutput:
+        """hidden_states (B, T, C); padding_mask (B, T) True = pad; position_bias: a precomputed
+        [`~BeatsEncoder.relative_position_bias`] of at least T positions (computed here when not given)."""
         if padding_mask is not None:
             hidden_states = hidden_states.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         hidden_states = hidden_states + self.pos_conv(hidden_states)
@@ -316,10 +328,11 @@ class BeatsEncoder(nn.Module):
             hidden_states = self.layer_norm(hidden_states)
         hidden_states = nn.functional.dropout(hidden_states, p=self.config.dropout, training=self.training)
 
-        position_bias = None
-        if self.config.relative_position_embedding and len(self.layers) > 0:
-            seq_len = hidden_states.shape[1]
-            position_bias = self.layers[0].self_attn.compute_bias(seq_len, seq_len).to(hidden_states.dtype)
+        seq_len = hidden_states.shape[1]
+        if position_bias is None:
+            position_bias = self.relative_position_bias(seq_len)
+        if position_bias is not None:
+            position_bias = position_bias[:, :seq_len, :seq_len].to(hidden_states.dtype)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -425,6 +438,9 @@ class BeatsModel(BeatsPreTrainedModel):
             1 for real frames, 0 for padding. Mapped to tokens like the official `forward_padding_mask`
             (see [`beats_token_padding_mask`]); padded tokens are zeroed before the position convolution and masked
             as attention keys. Rows of padded tokens in the output are not meaningful.
+
+        Inputs longer than `config.chunk_frames` (60 s by default) are encoded in consecutive chunks of that many
+        frames, each on its own (see [`BeatsConfig`]); `output_attentions` then raises.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -436,6 +452,61 @@ class BeatsModel(BeatsPreTrainedModel):
             raise ValueError(
                 f"input_features must be (batch, frames, {self.config.num_mel_bins}), got {tuple(input_features.shape)}"
             )
+        chunk = self.config.chunk_frames
+        num_frames = input_features.shape[1]
+        if chunk is None or num_frames <= chunk:
+            outputs = self._encode(input_features, attention_mask, output_attentions, output_hidden_states)
+        else:
+            outputs = self._encode_in_chunks(input_features, attention_mask, chunk, output_attentions, output_hidden_states)
+        if not return_dict:
+            return tuple(v for v in outputs.to_tuple())
+        return outputs
+
+    def _encode_in_chunks(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        chunk: int,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> BaseModelOutput:
+        """Encode consecutive `chunk`-frame pieces on their own and concatenate their tokens (see
+        `BeatsConfig.chunk_frames`). Trailing frames short of a patch give no token, as in one pass."""
+        if output_attentions:
+            raise ValueError(
+                f"output_attentions=True needs the input encoded in one pass, but its {input_features.shape[1]} fbank "
+                f"frames exceed config.chunk_frames={chunk}: pass at most {chunk} frames, or set "
+                "config.chunk_frames=None (memory quadratic in length)."
+            )
+        usable = input_features.shape[1] // self.config.input_patch_size * self.config.input_patch_size
+        # every chunk but the last has the same length: one position bias, sliced for the last
+        position_bias = self.encoder.relative_position_bias(self.get_num_tokens(chunk))
+        pieces = [
+            self._encode(
+                input_features[:, start : start + chunk],
+                None if attention_mask is None else attention_mask[:, start : start + chunk],
+                output_attentions=False,
+                output_hidden_states=output_hidden_states,
+                position_bias=position_bias,
+            )
+            for start in range(0, usable, chunk)
+        ]
+        hidden_states = None
+        if output_hidden_states:
+            hidden_states = tuple(torch.cat(layer, dim=1) for layer in zip(*(p.hidden_states for p in pieces)))
+        return BaseModelOutput(
+            last_hidden_state=torch.cat([p.last_hidden_state for p in pieces], dim=1), hidden_states=hidden_states
+        )
+
+    def _encode(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+        position_bias: torch.Tensor | None = None,
+    ) -> BaseModelOutput:
+        """One pass of the encoder over the whole of `input_features` (B, frames, bins)."""
         features = input_features.to(dtype=self.patch_embedding.weight.dtype).unsqueeze(1)
         features = self.patch_embedding(features)  # (B, C, frames // p, bins // p)
         features = features.reshape(features.shape[0], features.shape[1], -1).transpose(1, 2)  # time-major tokens
@@ -449,15 +520,13 @@ class BeatsModel(BeatsPreTrainedModel):
             features = self.post_extract_proj(features)
         features = nn.functional.dropout(features, p=self.config.dropout_input, training=self.training)
 
-        outputs = self.encoder(
+        return self.encoder(
             features,
             padding_mask=padding_mask,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            position_bias=position_bias,
         )
-        if not return_dict:
-            return tuple(v for v in outputs.to_tuple())
-        return outputs
 
 
 __all__ = ["BeatsModel", "BeatsPreTrainedModel", "beats_token_padding_mask", "eager_attention_forward"]
