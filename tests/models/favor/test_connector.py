@@ -115,13 +115,22 @@ def test_diversity_loss_equals_direct_computation(resolutions_for_loss):
     )
 
 
-@pytest.mark.parametrize("chunk_tokens", [320, 1300])
+@pytest.mark.parametrize("group_tokens, group_sizes", [(320, [320] * 6), (1300, [1280, 640])])
 @torch.inference_mode()
-def test_qformer_in_groups_of_windows_equals_the_per_resolution_loop(chunk_tokens):
+def test_qformer_in_groups_of_windows_equals_the_per_resolution_loop(group_tokens, group_sizes, monkeypatch):
     """The Q-Former runs over groups of whole coarse windows (320 tokens: one window per group; 1300: groups of four
     and two windows, the first one across the two samples): same outputs as the one-pass reference, padding masks
     sliced with the windows (sample 2 is mostly padding)."""
     connector = make_connector(causal_attention="future")
-    connector.qformer.chunk_tokens = chunk_tokens
+    connector.qformer.max_group_elements = group_tokens * connector.config.joint_feature_size
     tokens, counts = joint_tokens(connector, [25, 8])  # 2 samples x 3 coarse windows of 10 frames
+    seen = []  # tokens of every group the Q-Former runs over
+    run = connector.qformer._run
+
+    def recording(queries, windows, output_attentions):
+        seen.append(windows.features.shape[0])
+        return run(queries, windows, output_attentions)
+
+    monkeypatch.setattr(connector.qformer, "_run", recording)
     assert_same(connector(tokens, counts), per_resolution_connector(connector, tokens, counts))
+    assert seen == group_sizes

@@ -193,13 +193,13 @@ class QFormerAttention(nn.Module):
         self, projections: list[nn.Linear], windows: QFormerWindows
     ) -> Iterator[list[torch.Tensor]]:
         """Yield, per resolution, each of `projections` applied to its windows' position-embedded features
-        (W_r, L_r, D): W (x + p_r) + b computed as (W x + b), once for all resolutions, plus W p_r."""
-        shared = [projection(windows.features) for projection in projections]
+        (W_r, L_r, D): W (x + p_r) + b computed as (W x + b), once for all resolutions, plus W p_r. The projections
+        run as one matmul (their weights stacked); the results are views of one tensor."""
+        weight, bias, widths = _stacked(projections)
+        shared = windows.features @ weight.T  # (W * L, sum of widths); the bias goes into the small tables
         for r, positions in enumerate(windows.positions):
-            yield [
-                windows.windows_of(projected, r) + nn.functional.linear(positions, projection.weight)
-                for projected, projection in zip(shared, projections)
-            ]
+            projected = windows.windows_of(shared, r) + nn.functional.linear(positions, weight, bias)
+            yield list(projected.split(widths, dim=-1))
 
     def window_outputs(
         self, windows: QFormerWindows, output_attentions: bool = False
@@ -212,10 +212,14 @@ class QFormerAttention(nn.Module):
                 query, key, value, None, output_attentions, windows.causal_attention, windows.tokens_per_frame
             )
             del query, key, value
-            hidden = nn.functional.dropout(self.dense(context), self.dropout, self.training)
-            # residual = the block's input x + p_r, added without materialising it per resolution
-            hidden = hidden + windows.windows_of(windows.features, r)
-            yield self.layer_norm(hidden + windows.positions[r]), weights
+            # residual = the block's input x + p_r, never materialised per resolution
+            features = windows.windows_of(windows.features, r)
+            if self.training and self.dropout > 0:
+                hidden = nn.functional.dropout(self.dense(context), self.dropout, True) + features + windows.positions[r]
+            else:  # x + context W^T in one addmm, then (p_r + b) as one small table
+                hidden = torch.addmm(features.flatten(0, 1), context.flatten(0, 1), self.dense.weight.T)
+                hidden = hidden.view_as(features).add_(windows.positions[r] + self.dense.bias)
+            yield self.layer_norm(hidden), weights
 
     def attend(
         self,
@@ -254,7 +258,8 @@ class QFormerAttention(nn.Module):
             contexts.append(context)  # (W, tokens_per_frame, heads, head_dim)
             if weights is not None:
                 weights[:, :, frame, visible] = frame_weights
-        return torch.cat(contexts, dim=1).reshape(rows, query_length, width), weights
+        context = contexts[0] if len(contexts) == 1 else torch.cat(contexts, dim=1)
+        return context.reshape(rows, query_length, width), weights
 
     def add_and_norm(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """LayerNorm(dropout(dense(context)) + residual), residual broadcast over windows."""
@@ -290,7 +295,7 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
         if self.window_attention is not None:
             # keys/values of the cross-attention: the frame-level block's output, one resolution at a time
             window_outputs = self.window_attention.window_outputs(windows, output_attentions)
-            keys_values = ((cross.key(out), cross.value(out), weights) for out, weights in window_outputs)
+            keys_values = ((*_linears(out, [cross.key, cross.value]), weights) for out, weights in window_outputs)
         else:
             keys_values = ((key, value, None) for key, value in cross.project_windows([cross.key, cross.value], windows))
         outputs, window_maps, query_maps, cross_maps = [], [], [], []
@@ -314,6 +319,19 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
         return outputs, (window_maps if self.window_attention is not None else None, query_maps, cross_maps)
 
 
+def _stacked(projections: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The weights and biases of `projections` stacked (one matmul runs them all) and their output widths."""
+    weight = torch.cat([projection.weight for projection in projections])
+    bias = torch.cat([projection.bias for projection in projections])
+    return weight, bias, [projection.out_features for projection in projections]
+
+
+def _linears(states: torch.Tensor, projections: list[nn.Linear]) -> list[torch.Tensor]:
+    """Each of `projections` applied to `states`, as one matmul (views of its result)."""
+    weight, bias, widths = _stacked(projections)
+    return list(nn.functional.linear(states, weight, bias).split(widths, dim=-1))
+
+
 @dataclass
 class CausalQFormerOutput(ModelOutput):
     """last_hidden_state: per resolution r, (W_r, Q_r, H) query outputs, windows in time order (sample, then
@@ -331,10 +349,12 @@ class CausalQFormerOutput(ModelOutput):
 class CausalQFormer(nn.Module):
     """Shared Q-Former body: query LayerNorm (BERT embeddings' LayerNorm) and the causal layers."""
 
-    #: Windows never see each other, so the Q-Former runs over consecutive groups of whole coarsest windows of about
-    #: this many tokens (10 min of video is 38,400): a group's intermediates stay small (cache-resident at small
-    #: widths) and the memory a call needs on top of its input and output stops growing with the video.
-    chunk_tokens: int = 16384
+    #: Windows never see each other, so the Q-Former runs over consecutive groups of whole coarsest windows of at
+    #: most this many tokens x joint width (2**25: 128 MiB of fp32 features, 14,563 tokens at video-SALMONN's width
+    #: 2304, about 3.8 min of video; the tiny test config's width 48 fits 6 hours in one group). The intermediates of
+    #: a group are a few times its features, so the memory a call needs on top of its input and output stops
+    #: growing with the video, while groups stay large enough for efficient matmuls.
+    max_group_elements: int = 2**25
 
     def __init__(self, config):
         super().__init__()
@@ -347,7 +367,8 @@ class CausalQFormer(nn.Module):
     ) -> CausalQFormerOutput:
         """query_tokens: per resolution (1, N_r, H) learned queries, the same for every window of that resolution.
         With `output_attentions` the windows run as one group (the maps are as large as the attention itself)."""
-        groups = [windows] if output_attentions else windows.split(self.chunk_tokens)
+        width = windows.features.shape[-1]
+        groups = [windows] if output_attentions else windows.split(self.max_group_elements // width)
         runs = [self._run(query_tokens, group, output_attentions) for group in groups]
         if len(runs) == 1:
             return runs[0]
