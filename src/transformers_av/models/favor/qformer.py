@@ -15,7 +15,9 @@ depends on the window cut and runs per resolution, on views of the shared tensor
 features per resolution). In the frame-level block a frame only ever attends one side of itself, so the attention
 runs frame by frame on the keys it may see (a contiguous slice of its window), computing only the allowed blocks of
 the block-triangular mask instead of masking the forbidden ones. The first layer's queries are the same in every
-window; they stay one row until the cross-attention makes them differ. Cost stays linear in video length.
+window; they stay one row until the cross-attention makes them differ. Windows never see each other, so long videos
+run as consecutive groups of whole windows (`CausalQFormer.max_group_elements`): time and memory stay linear in
+video length, and the memory on top of the input and output stays bounded.
 """
 
 from __future__ import annotations
