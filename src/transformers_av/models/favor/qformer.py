@@ -198,9 +198,9 @@ class QFormerAttention(nn.Module):
         (W_r, L_r, D): W (x + p_r) + b computed as (W x + b), once for all resolutions, plus W p_r. The projections
         run as one matmul (their weights stacked); the results are views of one tensor."""
         weight, bias, widths = _stacked(projections)
-        shared = windows.features @ weight.T  # (W * L, sum of widths); the bias goes into the small tables
+        shared = nn.functional.linear(windows.features, weight, bias)  # (W * L, sum of widths)
         for r, positions in enumerate(windows.positions):
-            projected = windows.windows_of(shared, r) + nn.functional.linear(positions, weight, bias)
+            projected = windows.windows_of(shared, r) + nn.functional.linear(positions, weight)
             yield list(projected.split(widths, dim=-1))
 
     def window_outputs(
