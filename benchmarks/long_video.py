@@ -77,8 +77,8 @@ class StageMemory:
 
     @contextmanager
     def stage(self, name: str):
-        """Account the enclosed code to `name` (time accumulates over repeated entries); nested stages take over
-        the sampling while they run."""
+        """Account the enclosed code to `name` (time accumulates over repeated entries, "start" is the RSS at the
+        first entry); a nested stage takes over the sampling while it runs and passes its peak to the outer one."""
         record = self.stages.setdefault(name, {"seconds": 0.0, "start": self.rss(), "peak": 0, "calls": 0})
         outer, self.current = self.current, name
         record["peak"] = max(record["peak"], self.rss())
@@ -90,6 +90,8 @@ class StageMemory:
             record["calls"] += 1
             record["peak"] = max(record["peak"], self.rss())
             self.current = outer
+            if outer is not None:  # an outer stage's peak covers its nested stages
+                self.stages[outer]["peak"] = max(self.stages[outer]["peak"], record["peak"])
 
 
 def worker(model_name: str, media: Path, max_new_tokens: int, cache_dir: str) -> dict:
