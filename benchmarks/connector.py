@@ -2,7 +2,7 @@
 
 Run (from the repository root, in the project's virtual environment):
 
-    PYTHONPATH=src python benchmarks/connector.py --quick        # CI: tiny config, 30 s and 2 min, 2 rounds, seconds
+    PYTHONPATH=src python benchmarks/connector.py --quick        # CI: tiny config, 30 s and 1 min, 2 rounds, seconds
     PYTHONPATH=src python benchmarks/connector.py                # tiny config, 5 / 10 / 30 min, 5 rounds
     PYTHONPATH=src python benchmarks/connector.py --config video-salmonn-13b --lengths 300 --rounds 2
 
@@ -147,7 +147,7 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="CI mode: 30 s and 2 min, 2 rounds (no timing asserted)")
+    parser.add_argument("--quick", action="store_true", help="CI mode: 30 s and 1 min, 2 rounds (no timing asserted)")
     parser.add_argument("--config", default="tiny", help="'tiny' (default) or a paper preset name, e.g. video-salmonn-13b")
     parser.add_argument("--lengths", default=None, help="comma-separated video lengths in seconds (default 300,600,1800)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 5; 2 with --quick)")
@@ -156,7 +156,7 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    lengths = [float(s) for s in (args.lengths or ("30,120" if args.quick else "300,600,1800")).split(",")]
+    lengths = [float(s) for s in (args.lengths or ("30,60" if args.quick else "300,600,1800")).split(",")]
     rounds = args.rounds or (2 if args.quick else 5)
     if rounds < 1:
         parser.error("--rounds must be >= 1")
