@@ -18,7 +18,7 @@ joint width 48, Q-Former hidden 16, resolutions [[1, 3], [10, 30]], frame-level 
 synthetic joint features: 0.5 s frames of 32 tokens (5 min -> 600 frames, 30 min -> 3,600 frames, 115,200 tokens).
 
 For every length the script first checks that A and B agree (resolution outputs, LLM embeddings, diversity loss:
-max abs difference <= 1e-5 of the largest output), then times them INTERLEAVED in this process: each round runs A and B once, alternating which
+max abs difference <= 1e-4 of the largest output), then times them INTERLEAVED in this process: each round runs A and B once, alternating which
 goes first, after one warm-up call of each; it prints min and median wall time of each and the min and median of the
 per-round ratios B / A (> 1: A is faster). Peak memory is measured apart, one forked process per (variant, length)
 before any timing (the parent computes nothing before forking): the process's peak resident set size (`ru_maxrss`)
@@ -50,8 +50,9 @@ from connector_reference import per_resolution_connector  # noqa: E402  (the ref
 
 TOKENS_PER_FRAME = 32
 # fp32, same weights and inputs: A and B differ only in summation order (~1e-7 relative per product), which grows
-# with the widths summed over (2304-wide joint features in the paper presets): relative to the largest output
-RELATIVE_TOLERANCE = 1e-5
+# with the widths summed over: measured 3e-7 of the largest output on the tiny config, 8.9e-6 with video-SALMONN's
+# 2304-wide joint features (5 min); a wrong mask, position row or scale moves outputs by 1e-2 or more
+RELATIVE_TOLERANCE = 1e-4
 VARIANTS = {
     "A": lambda connector, tokens, counts: connector(tokens, counts),
     "B": per_resolution_connector,
