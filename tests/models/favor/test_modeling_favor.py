@@ -311,3 +311,23 @@ def test_image_and_audio_encoder_outputs_are_returned():
     torch.testing.assert_close(plain.logits, out.logits, atol=0, rtol=0)
     assert model(input_ids=batch["input_ids"]).image_outputs is None  # text only
     assert model.model.get_media_features(**media).image_outputs.pooler_output.shape == visual.shape
+
+
+@torch.no_grad()
+def test_frames_encoded_in_batches_equal_one_batch():
+    # long videos go through the visual encoder a few hundred frames at a time; each frame is encoded on its own
+    model = make_model()
+    batch, _ = collate(model, [sample_media(5, 1.0, 1), sample_media(3, 1.0, 2)], [PROMPT, PROMPT])
+    pixels, mask = batch["pixel_values_videos"], batch["video_frame_mask"]
+    whole = model.model.encode_frames(pixels, mask, output_hidden_states=True, output_attentions=True)
+    model.model.frames_per_visual_batch = 3  # 8 real frames: batches of 3, 3, 2
+    parts = model.model.encode_frames(pixels, mask, output_hidden_states=True, output_attentions=True)
+    # frames are independent: batch size only changes matmul blocking, a few ulps of O(1) tokens
+    torch.testing.assert_close(parts.pooler_output, whole.pooler_output, atol=1e-6, rtol=0)
+    torch.testing.assert_close(parts.last_hidden_state, whole.last_hidden_state, atol=1e-6, rtol=0)
+    assert len(parts.hidden_states) == len(whole.hidden_states) and len(parts.attentions) == len(whole.attentions)
+    for a, b in zip(parts.hidden_states + parts.attentions, whole.hidden_states + whole.attentions):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    # without padding frames the tokens are a view of the encoder's output, not a scattered copy
+    full = torch.ones_like(mask)
+    assert model.model.encode_frames(pixels, full).pooler_output._base is not None

@@ -75,6 +75,26 @@ LABELS_DOCSTRING = r"""
 """
 
 
+def join_frame_outputs(parts: list) -> BaseModelOutputWithPooling:
+    """One `BaseModelOutputWithPooling` of the visual encoder from the outputs of consecutive batches of frames
+    (each a `BaseModelOutputWithPooling`, or the token tensor alone): every field concatenated along the frames."""
+    parts = [BaseModelOutputWithPooling(pooler_output=p) if isinstance(p, torch.Tensor) else p for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+
+    def join(values):
+        if values[0] is None:
+            return None
+        if isinstance(values[0], tuple):  # per-layer hidden states / attentions
+            return tuple(torch.cat(layer) for layer in zip(*values))
+        return torch.cat(values)
+
+    return BaseModelOutputWithPooling(
+        **{name: join([getattr(p, name) for p in parts])
+           for name in ("last_hidden_state", "pooler_output", "hidden_states", "attentions")}
+    )
+
+
 @auto_docstring
 class FavorPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
     config_class = FavorConfig
@@ -114,6 +134,11 @@ class FavorPreTrainedModel(SelfContainedSaveMixin, PreTrainedModel):
     """
 )
 class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
+    # frames go through the visual encoder in batches of at most this many: a 30-minute video at 2 fps is 3,600 frames,
+    # whose ViT activations would otherwise be held all at once (frames are encoded independently, so the values are
+    # those of one batch up to float rounding; clips up to 2 minutes are one batch, as in the official inference)
+    frames_per_visual_batch: int = 256
+
     def __init__(self, config: FavorConfig):
         super().__init__(config)
         self.visual_encoder = build_visual_encoder(config)
@@ -160,7 +185,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
                     batch_size, num_frames, self.config.num_query_tokens, self.config.visual_feature_size
                 )
             )
-        frames = pixel_values_videos[video_frame_mask]  # (n, 3, H, W) real frames only
+        every_frame = bool(video_frame_mask.all())
+        # (n, 3, H, W) real frames only; a view when there is no padding frame (a long video is not copied)
+        frames = pixel_values_videos.flatten(0, 1) if every_frame else pixel_values_videos[video_frame_mask]
         sample_of_frame = torch.arange(batch_size, device=frames.device).repeat_interleave(video_frame_mask.sum(1))
         input_ids = attention_mask = None
         if qformer_input_ids is not None:  # each frame reads its sample's instruction
@@ -168,13 +195,23 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             if qformer_attention_mask is not None:
                 attention_mask = qformer_attention_mask[sample_of_frame]
         tower_flags = {k: v for k, v in kwargs.items() if k in ("output_hidden_states", "output_attentions") and v}
+        step = self.frames_per_visual_batch
         with self._grad_context(self.visual_encoder):
-            outputs = self.visual_encoder(frames, input_ids, attention_mask, **tower_flags)
-        if isinstance(outputs, torch.Tensor):  # a part that returns its tokens alone
-            outputs = BaseModelOutputWithPooling(pooler_output=outputs)
+            outputs = join_frame_outputs([
+                self.visual_encoder(
+                    frames[start : start + step],
+                    None if input_ids is None else input_ids[start : start + step],
+                    None if attention_mask is None else attention_mask[start : start + step],
+                    **tower_flags,
+                )
+                for start in range(0, frames.shape[0], step)
+            ])
         tokens = outputs.pooler_output  # (n, N, Dv)
-        visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
-        visual[video_frame_mask] = tokens
+        if every_frame:
+            visual = tokens.view(batch_size, num_frames, *tokens.shape[1:])
+        else:
+            visual = tokens.new_zeros(batch_size, num_frames, *tokens.shape[1:])
+            visual[video_frame_mask] = tokens
         outputs.pooler_output = visual  # (B, T_v, N, Dv)
         return outputs
 
