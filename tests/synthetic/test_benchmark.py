@@ -1,0 +1,138 @@
+"""The synthetic audio-visual benchmark: every written clip is decoded back and its answer recomputed from the
+decoded pixels and samples; splits are deterministic, balanced, disjoint and load in the training format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+
+from transformers_av.evaluation.scoring import exact_match  # noqa: E402
+from transformers_av.media import load_audio, load_video  # noqa: E402
+from transformers_av.synthetic.benchmark import (  # noqa: E402
+    BENCHMARK_CLIP,
+    COUNT_BEEP,
+    DIGIT_TONES,
+    FAMILIES,
+    BenchmarkClipSettings,
+    make_benchmark_clip,
+    write_benchmark,
+)
+from transformers_av.synthetic.media import to_rgb  # noqa: E402
+from transformers_av.synthetic.tasks import MATCH_TONES, SYNC_PALETTE  # noqa: E402
+
+RATE = BENCHMARK_CLIP.sampling_rate
+
+
+def nearest_colour(pixel: np.ndarray) -> str:
+    """The palette colour closest to a decoded (lossy) pixel."""
+    return min(SYNC_PALETTE, key=lambda name: float(np.abs(np.asarray(to_rgb(name)) - pixel).sum()))
+
+
+def background_at(video, seconds: float) -> str:
+    """The background colour on screen at `seconds` (a corner pixel: the moving square is 8 px of 32)."""
+    frames = load_video(video, fps=BENCHMARK_CLIP.fps)
+    index = int(np.searchsorted(frames.timestamps, seconds + 1e-6) - 1)
+    corners = frames.frames[index][[0, 0, -1, -1], [0, -1, 0, -1]].astype(float)
+    return nearest_colour(np.median(corners, axis=0))
+
+
+def dominant_frequency(waveform: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(waveform * np.hanning(len(waveform))))
+    return float(np.fft.rfftfreq(len(waveform), 1 / RATE)[spectrum.argmax()])
+
+
+def loud(waveform: np.ndarray, start: float, end: float) -> bool:
+    piece = waveform[int(start * RATE) : int(end * RATE)]
+    return float(np.sqrt(np.mean(piece**2))) > 0.05  # a 0.3-amplitude sine has RMS 0.21; silence (+ codec) ~0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Four clips of every family (one of each per split position), written once."""
+    root = tmp_path_factory.mktemp("bench")
+    return [make_benchmark_clip(root / f"{family}_{i}.mp4", family, seed=7, split="test", index=i)
+            for family in FAMILIES for i in range(4)]
+
+
+def test_every_answer_is_what_the_decoded_clip_shows_and_sounds(clips):
+    for row in clips:
+        audio = load_audio(row["video"], sampling_rate=RATE).waveform
+        family = row["family"]
+        if family == "speech":  # each 0.5 s slot's pitch is its digit
+            recovered = [min(DIGIT_TONES, key=lambda d: abs(DIGIT_TONES[d] - dominant_frequency(
+                audio[int((s + 0.1) * RATE) : int((s + 0.4) * RATE)]))) for s in row["digit_starts"]]
+            assert " ".join(recovered) == row["answer"] == " ".join(row["digits"])
+            assert all(2 * s == int(2 * s) for s in row["digit_starts"])  # on the 0.5 s frame grid
+        elif family == "visual":
+            assert {background_at(row["video"], t) for t in (0.1, 1.6, 3.6)} == {row["answer"]}
+        elif family == "sync":  # the colour under the beep, and the clip shows other colours elsewhere
+            beep_mid = row["beep_at"] + COUNT_BEEP[0] / 2
+            assert loud(audio, beep_mid - 0.05, beep_mid + 0.05)
+            assert background_at(row["video"], beep_mid) == row["answer"]
+            assert len({background_at(row["video"], t + 0.5) for t in range(4)}) == 4
+        elif family == "count":  # loud 0.5 s frames = beeps (never two in adjacent frames)
+            frames = [loud(audio, 0.5 * i, 0.5 * (i + 1)) for i in range(8)]
+            assert str(sum(frames)) == row["answer"] == str(row["count"])
+            assert not any(a and b for a, b in zip(frames, frames[1:]))
+        elif family == "match":
+            pitch = dominant_frequency(audio[RATE : 2 * RATE])
+            tone_of = min(MATCH_TONES, key=lambda name: abs(MATCH_TONES[name] - pitch))
+            colour = background_at(row["video"], 2.0)
+            assert (colour, tone_of) == (row["color"], row["tone_of"])
+            assert row["answer"] == ("yes" if colour == tone_of else "no")
+        # the answers are scoreable by the project's exact-match rule (each family's `rule`)
+        assert FAMILIES[family].rule == "exact_match" and exact_match(f" {row['answer'].upper()}.", row["answer"])
+
+
+def test_same_seed_same_clip_other_split_or_seed_another(tmp_path):
+    first = make_benchmark_clip(tmp_path / "a.mp4", "speech", seed=3, split="test", index=5)
+    again = make_benchmark_clip(tmp_path / "b.mp4", "speech", seed=3, split="test", index=5)
+    assert {**first, "video": None} == {**again, "video": None}
+    np.testing.assert_array_equal(load_audio(first["video"]).waveform, load_audio(again["video"]).waveform)
+    np.testing.assert_array_equal(load_video(first["video"]).frames, load_video(again["video"]).frames)
+    others = [make_benchmark_clip(tmp_path / f"{i}.mp4", "speech", seed=seed, split=split, index=5)
+              for i, (seed, split) in enumerate([(3, "train"), (3, "demo"), (4, "test")])]
+    assert all(other["digit_starts"] != first["digit_starts"] or other["digits"] != first["digits"] for other in others)
+
+
+def test_write_benchmark_splits_balanced_disjoint_and_in_training_format(tmp_path):
+    from transformers_av.training.data import load_av_dataset
+
+    written = write_benchmark(tmp_path, seed=1, sizes={"train": 10, "test": 5})
+    assert [row["family"] for row in written["train"]] == list(FAMILIES) * 2
+    assert [row["family"] for row in written["test"]] == list(FAMILIES)
+    on_disk = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    assert on_disk == written["test"]
+    assert all((tmp_path / row["video"]).is_file() for rows in written.values() for row in rows)
+    # clip i does not depend on how many clips are written
+    smaller = write_benchmark(tmp_path / "small", seed=1, sizes={"test": 2})["test"]
+    assert smaller == written["test"][:2]
+    train_keys = {json.dumps({**row, "video": None}, sort_keys=True) for row in written["train"]}
+    assert not train_keys & {json.dumps({**row, "video": None}, sort_keys=True) for row in written["test"]}
+    dataset = load_av_dataset(tmp_path / "train.jsonl")
+    assert dataset["answer"] == [row["answer"] for row in written["train"]]
+    assert dataset["prompt"] == [FAMILIES[row["family"]].question for row in written["train"]]
+
+
+def test_shorter_clips_keep_every_family_answerable(tmp_path):
+    row = make_benchmark_clip(tmp_path / "c.mp4", "count", seed=0, index=3, settings=BenchmarkClipSettings(seconds=2))
+    assert 1 <= row["count"] <= 2 and load_video(row["video"]).duration == 2.0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p: make_benchmark_clip(p / "x.mp4", "smell"), r"family must be one of \['speech'"),
+        (lambda p: make_benchmark_clip(p / "x.mp4", "visual", split="dev"), r"split must be one of"),
+        (lambda p: make_benchmark_clip(p / "x.mp4", "visual", seed=-1), r"seed and index must be >= 0"),
+        (lambda p: write_benchmark(p, sizes={"train": -1}), r"sizes\['train'\] must be >= 0"),
+        (lambda p: write_benchmark(p, families=["visual", "taste"]), r"families must be a non-empty list"),
+    ],
+)
+def test_bad_input_names_what_was_expected(tmp_path, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tmp_path)
