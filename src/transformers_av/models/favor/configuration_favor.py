@@ -44,6 +44,16 @@ class FavorConfig(PreTrainedConfig):
             Frame-level self-attention over a window's input features in every connector layer. `"past"`: frame i
             attends frames j <= i (the papers' wording). `"future"`: frame i attends frames j >= i (what the
             official code computes; converted checkpoints use it). `"none"`: no such block.
+        audio_visual_sync (`"frame"` or `"none"`, defaults to `"frame"`):
+            `"frame"`: token k of frame t is `[visual_k(t) | audio(25t + k)]`, the papers' frame-level synchronisation.
+            `"none"`: the ablation without synchronisation (FAVOR Table 4, video-SALMONN Table 4): the visual and the
+            audio tokens of a frame enter the Q-Former side by side as separate tokens (`[visual_k(t) | 0]` then
+            `[0 | audio(25t + k)]`, twice the tokens per frame) instead of paired in one token, so the two streams
+            meet only through attention, as in Video-LLaMA.
+        masked_resolutions (`list[int]`, optional):
+            Indices into `resolutions` whose Q-Former outputs are replaced by zeros before the projection into the
+            LLM (video-SALMONN Table 5: "we apply zero masks to the output query of one resolution level"); meant
+            for inference on a model trained with every resolution. Default: none.
         connector_hidden_size, connector_num_hidden_layers, connector_num_attention_heads, connector_intermediate_size,
         connector_hidden_act, connector_layer_norm_eps, connector_dropout: the connector Q-Former's BERT shape.
         max_window_positions (`int`, defaults to 4096): rows of the in-window position-embedding table.
@@ -98,6 +108,8 @@ class FavorConfig(PreTrainedConfig):
     resolutions: list | None = None
     resolution_merge: Literal["concat", "sum"] = "concat"
     causal_attention: Literal["future", "past", "none"] = "past"
+    audio_visual_sync: Literal["frame", "none"] = "frame"
+    masked_resolutions: list | None = None
     connector_hidden_size: int = 768
     connector_num_hidden_layers: int = 2
     connector_num_attention_heads: int = 12
@@ -153,6 +165,12 @@ class FavorConfig(PreTrainedConfig):
         """Width of a synchronised token: [visual | speech | audio events]."""
         streams = 3 if self.audio_config is not None else 2
         return streams * self.visual_feature_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Q-Former input tokens per synchronised frame: the visual tokens, each paired with an audio frame (twice as
+        many, visual then audio, without synchronisation)."""
+        return self.num_query_tokens * (1 if self.audio_visual_sync == "frame" else 2)
 
     @property
     def coarsest_window_frames(self) -> int:
@@ -235,14 +253,18 @@ class FavorConfig(PreTrainedConfig):
         for i in self.diversity_loss_resolutions:
             if not 0 <= i < len(self.resolutions):
                 fail(f"diversity_loss_resolutions index {i} is outside resolutions (0..{len(self.resolutions) - 1}).")
+        for i in self.masked_resolutions or []:
+            if not 0 <= i < len(self.resolutions):
+                fail(f"masked_resolutions index {i} is outside resolutions (0..{len(self.resolutions) - 1}).")
         if self.audio_frames_per_frame > self.num_query_tokens:
             fail(
                 f"audio_frames_per_frame ({self.audio_frames_per_frame}) cannot exceed num_query_tokens "
                 f"({self.num_query_tokens}): audio frames are paired with the visual tokens of their frame."
             )
-        if coarsest * self.num_query_tokens > self.max_window_positions:
+        window_tokens = coarsest * self.tokens_per_frame
+        if window_tokens > self.max_window_positions:
             fail(
-                f"a {coarsest}-frame window holds {coarsest * self.num_query_tokens} tokens but the position table has "
+                f"a {coarsest}-frame window holds {window_tokens} tokens but the position table has "
                 f"only max_window_positions={self.max_window_positions} rows."
             )
         if self.connector_hidden_size % self.connector_num_attention_heads:

@@ -87,6 +87,8 @@ class FavorConnector(nn.Module):
         qformer_output = self.qformer(list(self.query_tokens), windows, output_attentions)
         # (W_r, N_r, H) -> (B, C_max, H): W_r * N_r = B * C_max for every resolution
         outputs = [out.reshape(batch_size, -1, out.shape[-1]) for out in qformer_output.last_hidden_state]
+        if config.masked_resolutions:  # video-SALMONN Table 5: one resolution's output queries zeroed
+            outputs = [torch.zeros_like(out) if r in config.masked_resolutions else out for r, out in enumerate(outputs)]
 
         if config.resolution_merge == "concat":
             embeds = self.projection(torch.cat(outputs, dim=-1))

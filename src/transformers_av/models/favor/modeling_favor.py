@@ -374,8 +374,9 @@ class FavorModel(FrozenEncodersMixin, FavorPreTrainedModel):
             video_counts = torch.where(is_image, image_frames, video_counts)
 
         joint = sync_audio_to_frames(
-            visual_tokens.to(dtype), audio_tokens, video_counts, audio_counts, per_frame, modality_mask
-        )  # (B, T, N, F)
+            visual_tokens.to(dtype), audio_tokens, video_counts, audio_counts, per_frame, modality_mask,
+            interleave=config.audio_visual_sync == "frame",
+        )  # (B, T, N, F); N -> 2N without synchronisation
         frame_counts = torch.maximum(video_counts, audio_counts)
         connector_output = self.connector(joint, frame_counts, output_attentions=output_attentions)
         return FavorAudioVisualOutput(

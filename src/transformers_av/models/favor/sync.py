@@ -17,6 +17,7 @@ def sync_audio_to_frames(
     audio_frame_counts: torch.Tensor,
     audio_frames_per_frame: int,
     modality_mask: torch.Tensor | None = None,
+    interleave: bool = True,
 ) -> torch.Tensor:
     """Pair every visual token of a frame with one audio frame of the same 0.5 s.
 
@@ -29,10 +30,13 @@ def sync_audio_to_frames(
         video_frame_counts, audio_frame_counts: (B,) frames of real content per modality and sample.
         audio_frames_per_frame: audio frames per synchronised frame (25 at 50 Hz and 0.5 s).
         modality_mask: optional (B, 2) [video, audio] multipliers; a masked modality becomes true zeros.
+        interleave: `False` is the ablation without synchronisation: the frame's visual tokens `[visual_k | 0]`
+            and audio tokens `[0 | audio_k]` are laid side by side (2N tokens) instead of paired in N tokens.
 
     Returns:
-        (B, T, N, Dv + Da) joint tokens with T = max over the batch of max(video, audio) frames. Frames beyond a
-        modality's count are zeros, exactly as the official implementation zero-pads the shorter stream.
+        (B, T, N, Dv + Da) joint tokens (N -> 2N without `interleave`) with T = max over the batch of max(video,
+        audio) frames. Frames beyond a modality's count are zeros, exactly as the official implementation zero-pads
+        the shorter stream.
     """
     batch_size, _, tokens_per_frame, _ = visual_tokens.shape
     audio_frames_available = audio_tokens.shape[1] // audio_frames_per_frame
@@ -53,7 +57,14 @@ def sync_audio_to_frames(
         audio_keep = audio_keep * modality_mask[:, 1:2].to(audio.dtype)
     visual = visual * video_keep[:, :, None, None]
     audio = audio * audio_keep[:, :, None, None]
+    if not interleave:  # each stream zero in the other's features: (B, T, 2N, Dv + Da)
+        return torch.cat([_pad_features(visual, 0, audio.shape[-1]), _pad_features(audio, visual.shape[-1], 0)], 2)
     return torch.cat([visual, audio], dim=-1)  # (B, T, N, Dv + Da)
+
+
+def _pad_features(tokens: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """`tokens` (..., D) zero-padded to (..., before + D + after) along the feature axis."""
+    return torch.nn.functional.pad(tokens, (before, after))
 
 
 def _pad_or_trim_frames(frames: torch.Tensor, num_frames: int) -> torch.Tensor:
