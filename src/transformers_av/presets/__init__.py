@@ -11,11 +11,20 @@ from .paper import (
     preset_config,
     preset_parameter_counts,
 )
-from .tiny import TINY_MODELS, tiny_av_llm_config, tiny_av_llm_processor, tiny_favor_config, tiny_processor
+from .tiny import (
+    DEMO_CHECKPOINT,
+    TINY_MODELS,
+    synthetic_benchmark_config,
+    tiny_av_llm_config,
+    tiny_av_llm_processor,
+    tiny_favor_config,
+    tiny_processor,
+)
 
 __all__ = [
     "ALL_PRESETS",
     "AV_LLM_PRESETS",
+    "DEMO_CHECKPOINT",
     "PRESETS",
     "TINY_MODELS",
     "TRAINING_RECIPES",
@@ -23,6 +32,7 @@ __all__ = [
     "favor_preset",
     "preset_config",
     "preset_parameter_counts",
+    "synthetic_benchmark_config",
     "tiny_av_llm_config",
     "tiny_av_llm_processor",
     "tiny_favor_config",

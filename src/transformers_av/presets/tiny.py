@@ -33,8 +33,13 @@ from ..models import (
 )
 
 ASSETS = Path(__file__).parent / "assets"  # a 512-token SentencePiece LLM tokenizer and a 211-word BERT vocabulary
+#: the shipped trained checkpoint (model + processor) of `transformers-av demo`: a tiny video-SALMONN trained from
+#: scratch on the synthetic benchmark by `examples/synthetic/video_salmonn.yaml`
+DEMO_CHECKPOINT = ASSETS / "demo_video_salmonn"
 
 TINY_VOCAB_SIZE = 513  # the 512-token test tokenizer plus the <AV> placeholder
+#: the Whisper input length of `synthetic_benchmark_config`: the length of a synthetic benchmark clip
+SYNTHETIC_AUDIO_SECONDS = 4.0
 
 
 def tiny_text_config(vocab_size: int = TINY_VOCAB_SIZE) -> dict:
@@ -137,6 +142,19 @@ def tiny_favor_config(variant: str = "video_salmonn", *, image_size: int = 224, 
     }
     kwargs.update(overrides)
     return FavorConfig(**kwargs)
+
+
+def synthetic_benchmark_config(variant: str = "video_salmonn", **overrides) -> FavorConfig:
+    """`tiny_favor_config(variant)` sized for the 4 s, 32 px clips of `transformers_av.synthetic.benchmark`: 28 px
+    frames (a 2 x 2 patch grid) and a 4 s Whisper input (200 positions) instead of 30 s, keeping one chunk (the
+    official truncation) so that training from scratch takes minutes on 2 CPU cores. Keyword overrides go to
+    FavorConfig (e.g. the ablation switches)."""
+    speech_config = tiny_speech_config()
+    speech_config["max_source_positions"] = int(SYNTHETIC_AUDIO_SECONDS * 50)  # Whisper: 50 positions per second
+    kwargs = {"image_size": 28, "speech_config": speech_config, "audio_chunk_seconds": SYNTHETIC_AUDIO_SECONDS,
+              "max_audio_chunks": 1}
+    kwargs.update(overrides)
+    return tiny_favor_config(variant, **kwargs)
 
 
 # -- the Audio-Visual LLM ------------------------------------------------------------------------------------------
@@ -263,14 +281,23 @@ TINY_MODELS: dict[str, TinyPreset] = {
     "tiny-video-salmonn": TinyPreset("tiny video-SALMONN", partial(tiny_favor_config, "video_salmonn"), tiny_processor),
     "tiny-favor": TinyPreset("tiny FAVOR", partial(tiny_favor_config, "favor"), tiny_processor),
     "tiny-av-llm": TinyPreset("tiny Audio-Visual LLM", tiny_av_llm_config, tiny_av_llm_processor),
+    "tiny-video-salmonn-synthetic": TinyPreset(
+        "tiny video-SALMONN sized for the synthetic benchmark (28 px, 4 s Whisper input)",
+        partial(synthetic_benchmark_config, "video_salmonn"), tiny_processor),
+    "tiny-favor-synthetic": TinyPreset(
+        "tiny FAVOR sized for the synthetic benchmark (28 px, 4 s Whisper input)",
+        partial(synthetic_benchmark_config, "favor"), tiny_processor),
 }
 
 __all__ = [
     "TINY_MODELS",
     "TinyPreset",
     "ASSETS",
+    "DEMO_CHECKPOINT",
     "TINY_AV_LLM_VOCAB_SIZE",
     "TINY_VOCAB_SIZE",
+    "SYNTHETIC_AUDIO_SECONDS",
+    "synthetic_benchmark_config",
     "tiny_audio_config",
     "tiny_av_llm_config",
     "tiny_av_llm_processor",
