@@ -71,6 +71,11 @@ class BenchmarkClipSettings:
     size: tuple[int, int] = (32, 32)
     sampling_rate: int = 16000
 
+    def __post_init__(self):
+        if not isinstance(self.seconds, int) or self.seconds < 2:
+            # the `speech` family says three 0.5 s digits; `count` needs beeps a frame apart
+            raise ValueError(f"benchmark clips last a whole number of seconds >= 2, got seconds={self.seconds!r}")
+
 
 BENCHMARK_CLIP = BenchmarkClipSettings()
 
