@@ -18,9 +18,10 @@ from transformers import AutoModelForMultimodalLM, AutoProcessor
 from .conversion.checkpoint import assemble_official_state_dict, convert_checkpoint, load_official_file
 from .conversion.favor import favor_config_from_official
 from .evaluation.cli import add_evaluate_arguments, run_evaluate
+from .evaluation.scoring import exact_match
 from .models import FavorConfig
-from .presets import AV_LLM_PRESETS, PRESETS, TINY_MODELS, favor_preset, preset_parameter_counts
-from .synthetic.media import make_av_clip
+from .presets import AV_LLM_PRESETS, DEMO_CHECKPOINT, PRESETS, TINY_MODELS, favor_preset, preset_parameter_counts
+from .synthetic.benchmark import BENCHMARK_CLIP, FAMILIES, BenchmarkClipSettings, make_benchmark_clip
 from .training.cli import run_from_args as run_train
 from .training.settings import train_argument_parser
 from .training.validate import add_validate_data_arguments, run_validate_data
@@ -70,24 +71,44 @@ def _presets(args) -> int:
     return 0
 
 
+DEFAULT_DEMO_QUESTION = "What happens on screen when the beep sounds?"
+
+
+def _load_demo_model(source: str | None):
+    """(model, processor) of the demo: the shipped trained checkpoint by default, a tiny random-weight model by name,
+    or any checkpoint folder / Hub id."""
+    if source in TINY_MODELS:
+        print(f"model: {TINY_MODELS[source].description} with RANDOM weights (no trained checkpoint is used): the "
+              "answer is noise")
+        model, processor = TINY_MODELS[source].build()
+        return model.eval(), processor
+    if source is None:
+        source = str(DEMO_CHECKPOINT)
+        print(f"model: the shipped tiny video-SALMONN trained on the synthetic benchmark ({source})")
+    return AutoModelForMultimodalLM.from_pretrained(source).eval(), AutoProcessor.from_pretrained(source)
+
+
 def _demo(args) -> int:
-    """Decode a clip (a generated one by default), run every stage, print the answer and the time of each stage."""
+    """Answer a question about a clip (by default a fresh clip of the synthetic benchmark, asked its task's question
+    and judged by the task's rule), running every stage; print the answer and the time of each stage."""
+    if args.video is not None and args.task is not None:
+        raise ValueError("--task picks the generated clip's task; a clip given with --video is asked --question")
+    if args.video is None and args.question is not None:
+        raise ValueError("--question is for a clip given with --video; a generated clip is asked its task's question "
+                         "(pick the task with --task)")
     torch.manual_seed(args.seed)
+    model, processor = _load_demo_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        video = args.video
-        if video is None:
-            clip = make_av_clip(Path(tmp) / "demo.mp4", seconds=args.seconds, fps=8, beep_at=[args.seconds / 2])
-            video = str(clip.path)
-            print(f"generated {video}: {clip.num_frames} frames at {clip.fps} fps, a beep at {args.seconds / 2:.1f} s")
-        source = args.model or "tiny-video-salmonn"
-        if source in TINY_MODELS:
-            print(f"model: {TINY_MODELS[source].description} with RANDOM weights (no trained checkpoint is used): the "
-                  "answer is noise")
-            model, processor = TINY_MODELS[source].build()
-            model.eval()
+        expected = None
+        if args.video is None:
+            family = args.task or list(FAMILIES)[args.seed % len(FAMILIES)]
+            settings = BENCHMARK_CLIP if args.seconds is None else BenchmarkClipSettings(seconds=int(args.seconds))
+            row = make_benchmark_clip(Path(tmp) / "demo.mp4", family, seed=args.seed, settings=settings)
+            video, question, expected = row["video"], row["prompt"], row["answer"]
+            print(f"generated {video}: a {settings.seconds} s clip of the synthetic benchmark's {family!r} task "
+                  f"({FAMILIES[family].ability}), seed {args.seed}")
         else:
-            model = AutoModelForMultimodalLM.from_pretrained(source).eval()
-            processor = AutoProcessor.from_pretrained(source)
+            video, question = args.video, args.question or DEFAULT_DEMO_QUESTION
 
         timings: dict[str, float] = {}
         stages = dict(model.model.encoder_modules(), connector=model.model.connector)
@@ -98,7 +119,7 @@ def _demo(args) -> int:
                 lambda m, a, o, name=name: timings.__setitem__(name, timings.get(name, 0.0) + time.perf_counter() - starts[name])
             )
         start = time.perf_counter()
-        inputs = processor(text=args.question, videos=video)
+        inputs = processor(text=question, videos=video)
         timings = {"decode + preprocess": time.perf_counter() - start}
         start = time.perf_counter()
         with torch.inference_mode():
@@ -106,14 +127,19 @@ def _demo(args) -> int:
         total_generate = time.perf_counter() - start
         encoders = sum(v for k, v in timings.items() if k != "decode + preprocess")
         timings["LLM (prefill + decoding)"] = total_generate - encoders
-        answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        answer = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
     frames = int(inputs["video_frame_mask"].sum()) if "video_frame_mask" in inputs else 0
     # the placeholder: FAVOR's `audio_visual_token_id`, the Audio-Visual LLM's `media_token_id`
     placeholder_id = model.config.media_token_id if model.config.model_type == "av_llm" else model.config.audio_visual_token_id
     placeholders = int((inputs["input_ids"] == placeholder_id).sum())
-    print(f"question: {args.question}")
-    print(f"answer:   {answer!r}")
+    print(f"question: {question}")
+    if expected is not None:
+        print(f"expected: {expected}")
+    print(f"answer:   {answer}")
+    if expected is not None:
+        # every benchmark family is scored by exact match (FAVOR §4.1; video-SALMONN Appendix C)
+        print(f"correct:  {'yes' if exact_match(answer, expected) else 'no'}")
     print(f"frames: {frames}, audio-visual tokens: {placeholders}, prompt tokens: {inputs['input_ids'].shape[1]}")
     for stage, seconds in timings.items():
         print(f"  {stage:<28} {seconds * 1000:9.1f} ms")
@@ -143,14 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output", required=True)
     convert.set_defaults(func=_convert)
 
-    demo = sub.add_parser("demo", help="answer a question about a video, timing every stage (default: generated clip, tiny model)")
-    demo.add_argument("--video", help="a video file (default: a generated clip with a sound track)")
+    demo = sub.add_parser("demo", help="answer a question about a video, timing every stage (default: a fresh clip of "
+                          "the synthetic benchmark and the shipped trained tiny video-SALMONN)")
+    demo.add_argument("--video", help="a video file (default: a generated clip of the synthetic benchmark)")
     demo.add_argument("--model", help="a converted/trained model folder or Hub id, or a tiny model with random "
-                      f"weights: {' / '.join(TINY_MODELS)} (default: tiny-video-salmonn)")
-    demo.add_argument("--question", default="What happens on screen when the beep sounds?")
-    demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip")
+                      f"weights: {' / '.join(TINY_MODELS)} (default: the shipped checkpoint trained on the synthetic "
+                      "benchmark)")
+    demo.add_argument("--task", choices=list(FAMILIES), help="the generated clip's task (default: picked by --seed)")
+    demo.add_argument("--question", help=f"the question about --video (default: {DEFAULT_DEMO_QUESTION!r})")
+    demo.add_argument("--seconds", type=int, help="length of the generated clip (default: the benchmark's "
+                      f"{BENCHMARK_CLIP.seconds} s, what the shipped model was trained on)")
     demo.add_argument("--max-new-tokens", type=int, default=16)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generated clip (a fresh clip per seed)")
     demo.set_defaults(func=_demo)
 
     presets = sub.add_parser("presets", help="print the published shapes and their exact parameter counts")
