@@ -72,6 +72,8 @@ def _presets(args) -> int:
 
 
 DEFAULT_DEMO_QUESTION = "What happens on screen when the beep sounds?"
+#: what the demo runs by default while no trained checkpoint is shipped: the random-weight model of its shape
+DEMO_FALLBACK = "tiny-video-salmonn-synthetic"
 
 
 def _load_demo_model(source: str | None):
@@ -83,6 +85,11 @@ def _load_demo_model(source: str | None):
         model, processor = TINY_MODELS[source].build()
         return model.eval(), processor
     if source is None:
+        if not (DEMO_CHECKPOINT / "config.json").is_file():
+            # no trained checkpoint in this installation: say so, and run the random-weight model of the same shape
+            print(f"model: no trained demo checkpoint is shipped in this installation ({DEMO_CHECKPOINT}); build it "
+                  "with examples/synthetic/video_salmonn.yaml (README: Synthetic benchmark and ablations)")
+            return _load_demo_model(DEMO_FALLBACK)
         source = str(DEMO_CHECKPOINT)
         print(f"model: the shipped tiny video-SALMONN trained on the synthetic benchmark ({source})")
     return AutoModelForMultimodalLM.from_pretrained(source).eval(), AutoProcessor.from_pretrained(source)
@@ -173,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "the synthetic benchmark and the shipped trained tiny video-SALMONN)")
     demo.add_argument("--video", help="a video file (default: a generated clip of the synthetic benchmark)")
     demo.add_argument("--model", help="a converted/trained model folder or Hub id, or a tiny model with random "
-                      f"weights: {' / '.join(TINY_MODELS)} (default: the shipped checkpoint trained on the synthetic "
-                      "benchmark)")
+                      f"weights: {' / '.join(TINY_MODELS)} (default: the checkpoint trained on the synthetic benchmark "
+                      f"when one is shipped in presets/assets, else {DEMO_FALLBACK})")
     demo.add_argument("--task", choices=list(FAMILIES), help="the generated clip's task (default: picked by --seed)")
     demo.add_argument("--question", help=f"the question about --video (default: {DEFAULT_DEMO_QUESTION!r})")
     demo.add_argument("--seconds", type=int, help="length of the generated clip (default: the benchmark's "
