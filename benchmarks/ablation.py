@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="ablation-results")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.quick and not (DEMO_CHECKPOINT / "config.json").is_file():
+        print(f"--quick asks the shipped demo checkpoint, and none is shipped ({DEMO_CHECKPOINT}): build it with "
+              f"{RECIPE} and copy its final/ folder there", file=sys.stderr)
+        return 2
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     test_clips = args.test_clips or (50 if args.quick else 100)

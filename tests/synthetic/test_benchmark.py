@@ -136,3 +136,20 @@ def test_shorter_clips_keep_every_family_answerable(tmp_path):
 def test_bad_input_names_what_was_expected(tmp_path, call, message):
     with pytest.raises(ValueError, match=message):
         call(tmp_path)
+
+
+def test_batched_answers_equal_one_by_one(tmp_path):
+    """`answer_rows` left-pads a batch for generation: each row's answer is the one it gets alone."""
+    import torch
+
+    from transformers_av.presets import TINY_MODELS
+    from transformers_av.synthetic.benchmark import answer_rows
+
+    torch.manual_seed(0)
+    model, processor = TINY_MODELS["tiny-video-salmonn-synthetic"].build()
+    rows = write_benchmark(tmp_path, seed=5, sizes={"test": 3}, families=["speech", "visual", "match"])["test"]
+    batched = answer_rows(model.eval(), processor, rows, media_root=tmp_path, batch_size=3, max_new_tokens=4)
+    alone = answer_rows(model, processor, rows, media_root=tmp_path, batch_size=1, max_new_tokens=4)
+    assert batched == alone and all(isinstance(answer, str) for answer in batched)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        answer_rows(model, processor, rows, batch_size=0)
