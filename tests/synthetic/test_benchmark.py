@@ -93,7 +93,9 @@ def test_same_seed_same_clip_other_split_or_seed_another(tmp_path):
     again = make_benchmark_clip(tmp_path / "b.mp4", "speech", seed=3, split="test", index=5)
     assert {**first, "video": None} == {**again, "video": None}
     np.testing.assert_array_equal(load_audio(first["video"]).waveform, load_audio(again["video"]).waveform)
-    np.testing.assert_array_equal(load_video(first["video"]).frames, load_video(again["video"]).frames)
+    # the frames are the same arrays; a lossy encoder may round two encodes differently (threads), so compare content
+    assert [background_at(first["video"], t / 4) for t in range(16)] == [
+        background_at(again["video"], t / 4) for t in range(16)]
     others = [make_benchmark_clip(tmp_path / f"{i}.mp4", "speech", seed=seed, split=split, index=5)
               for i, (seed, split) in enumerate([(3, "train"), (3, "demo"), (4, "test")])]
     assert all(other["digit_starts"] != first["digit_starts"] or other["digits"] != first["digits"] for other in others)
