@@ -589,8 +589,8 @@ def _report_variants(results: list[dict], args) -> None:
     for r in done:
         if r["variant"] != "transformers" and r["round_ratios"]:
             ratios = r["round_ratios"]
-            print(f"{r['variant']} / transformers wall time over {len(ratios)} interleaved rounds: min {min(ratios):.3f},"
-                  f" median {statistics.median(ratios):.3f}")
+            print(f"{r['variant']} / transformers wall time over {len(ratios)} interleaved rounds: "
+                  f"min {min(ratios):.3f}, median {statistics.median(ratios):.3f}")
     frames = {r["outputs"]["frames"] for r in done}
     chunks = {r["outputs"]["whisper_chunks"] for r in done}
     if len(frames) > 1 or len(chunks) > 1:
