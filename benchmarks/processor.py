@@ -24,8 +24,9 @@ preprocessing; the model is never run):
                   processor with its default 224 px `FavorImageProcessor`, Whisper log-mel per 30 s chunk and the BEATs
                   fbank (video-SALMONN); frames sampled at 2 fps; the video's own sound track resampled to 16 kHz.
   favor_no_beats  (a) without the BEATs fbank (`compute_audio_events=False`): the same work as `transformers`.
-  favor_chunked   (a) with `FavorImageProcessor.preprocess_frames` patched here to take 32 frames at a time (what
-                  the fix suggested for the full-resolution float copy of all frames would give; identical outputs).
+  favor_chunked   (a) with `FavorImageProcessor.preprocess_frames` patched here to take 32 frames at a time (an
+                  early fix for the full-resolution float copy; now the same as (a): the loader hands it 16 frames
+                  and it converts them one by one through a reused buffer; identical outputs).
   transformers    (b) `transformers.video_utils.load_video(path, fps=2, backend="pyav")` (PyAV is the backend that
                   works without torchvision / torchcodec / decord / OpenCV; it picks every (source_fps / 2)-th frame,
                   the same frames as (a)), the first audio stream decoded with PyAV and resampled to 16 kHz mono by
