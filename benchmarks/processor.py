@@ -24,14 +24,23 @@ preprocessing; the model is never run):
                   processor with its default 224 px `FavorImageProcessor`, Whisper log-mel per 30 s chunk and the BEATs
                   fbank (video-SALMONN); frames sampled at 2 fps; the video's own sound track resampled to 16 kHz.
   favor_no_beats  (a) without the BEATs fbank (`compute_audio_events=False`): the same work as `transformers`.
-  favor_chunked   (a) with `FavorImageProcessor.preprocess_frames` patched here to take 32 frames at a time (what
-                  the fix suggested for the full-resolution float copy of all frames would give; identical outputs).
+  favor_chunked   (a) with `FavorImageProcessor.preprocess_frames` patched here to take 32 frames at a time (an
+                  early fix for the full-resolution float copy; now the same as (a): the loader hands it 16 frames
+                  and it converts them one by one through a reused buffer; identical outputs).
   transformers    (b) `transformers.video_utils.load_video(path, fps=2, backend="pyav")` (PyAV is the backend that
                   works without torchvision / torchcodec / decord / OpenCV; it picks every (source_fps / 2)-th frame,
                   the same frames as (a)), the first audio stream decoded with PyAV and resampled to 16 kHz mono by
                   FFmpeg (`av.AudioResampler`), `WhisperFeatureExtractor` on 30 s chunks (the call (a) makes),
                   and `CLIPImageProcessorPil` resizing each frame to 224x224 (bicubic, no crop, CLIP mean/std; the
                   torchvision `CLIPImageProcessor` is unavailable without torchvision).
+
+The pixel stage, A vs B (always run after the variants, or alone with `--stage-only`): `--stage-frames` frames of
+the file sampled at 2 fps are decoded once (uint8, full resolution); then, in one process, interleaved over
+`--stage-rounds` rounds (the order alternating each round), (A) `FavorImageProcessor.preprocess_frames` -- each frame
+converted through one reused contiguous float buffer -- and (B) the former whole-batch conversion (`permute().float()
+/ 255`, bicubic `interpolate`, CLIP normalisation; kept below as `whole_batch_pixels`) process them in the processor's
+batches of 16. Their outputs must be bit-identical (checked); printed: each side's min and median time and the min
+and median of the per-round ratios A/B.
 
 Reported per variant: wall time; throughput (seconds of media per second of wall time); stage times (video decode,
 audio decode, frames -> pixel values, Whisper, BEATs; "other" is tokenisation, padding, copies); peak RSS of the
@@ -360,6 +369,58 @@ def worker(args) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# the pixel stage, A vs B in one process
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: frames per `preprocess_frames` call: what `load_video` hands the processor's transform (`transform_batch_size`)
+STAGE_BATCH = 16
+
+
+def whole_batch_pixels(frames, size: int = 224):
+    """(B) The former conversion: every frame of the batch to float at once, then bicubic resize and normalisation."""
+    import torch
+
+    from transformers_av.models.favor.image_processing_favor import CLIP_MEAN, CLIP_STD
+
+    pixels = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255.0
+    pixels = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bicubic", align_corners=False)
+    return (pixels - torch.tensor(CLIP_MEAN).reshape(-1, 1, 1)) / torch.tensor(CLIP_STD).reshape(-1, 1, 1)
+
+
+def pixel_stage_ab(media: Path, args) -> None:
+    import torch
+
+    from transformers_av.media.video import load_video
+    from transformers_av.models.favor.image_processing_favor import FavorImageProcessor
+
+    frames = load_video(str(media), fps=2.0, max_frames=args.stage_frames).frames  # (T, H, W, 3) uint8
+    image_processor = FavorImageProcessor()
+    sides = {"A reused buffer": image_processor.preprocess_frames, "B whole batch": whole_batch_pixels}
+
+    def process(function):
+        return torch.cat([function(frames[s : s + STAGE_BATCH]) for s in range(0, len(frames), STAGE_BATCH)])
+
+    outputs = [process(function) for function in sides.values()]  # warm-up and the exactness check
+    if not torch.equal(*outputs):
+        raise AssertionError(f"pixel stage: A and B differ (max |delta| {(outputs[0] - outputs[1]).abs().max():.3g})")
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for round_index in range(args.stage_rounds):
+        order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
+        for name in order:
+            start = time.perf_counter()
+            process(sides[name])
+            times[name].append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(*times.values())]
+    height, width = frames.shape[1:3]
+    print(f"pixel stage, {len(frames)} frames {width}x{height} -> 224x224 in batches of {STAGE_BATCH}, "
+          f"{args.stage_rounds} interleaved rounds (outputs bit-identical):")
+    for name, seconds in times.items():
+        print(f"  {name}: min {min(seconds):.3f} s, median {statistics.median(seconds):.3f} s")
+    print(f"  A/B time ratio: min {min(ratios):.3f}, median {statistics.median(ratios):.3f} "
+          f"(B/A speed-up: median {statistics.median(1 / r for r in ratios):.2f}x)")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # the driver
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -480,20 +541,24 @@ def parse_args(argv=None):
     parser.add_argument("--variants", default=None,
                         help=f"comma-separated subset of {','.join(ALL_VARIANTS)} (default: all; --quick: "
                              "favor,transformers)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per variant (fresh process each; median wall "
-                                                               "time, max peak memory)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds: each runs every variant once "
+                        "(fresh process each; median wall time, max peak memory, min and median per-round ratios)")
     parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "transformers_av_benchmarks"))
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="resident-memory cap per variant process, enforced by the driver, which polls the "
                              "process's RSS every 20 ms and kills it above the cap (default: 75%% of the available "
                              "memory; 0: none)")
+    parser.add_argument("--stage-rounds", type=int, help="interleaved rounds of the pixel-stage A/B (default 5; "
+                                                             "--quick 2)")
+    parser.add_argument("--stage-frames", type=int, help="frames of the pixel-stage A/B (default 64; --quick 16)")
+    parser.add_argument("--stage-only", action="store_true", help="only the pixel-stage A/B, no variants")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--media", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
     for name, full, small in (("seconds", 600.0, 10.0), ("height", 720, 360), ("width", 1280, 640),
-                              ("source_fps", 30.0, 25.0)):
+                              ("source_fps", 30.0, 25.0), ("stage_rounds", 5, 2), ("stage_frames", 64, 16)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     if args.unique_seconds is None:
@@ -516,6 +581,28 @@ def parse_args(argv=None):
     return args
 
 
+def _report_variants(results: list[dict], args) -> None:
+    print()
+    print(format_table(results, args.seconds))
+    print("a/b: each variant against `transformers` (time: wall time; peak: peak RSS; extra: peak RSS minus the RSS "
+          "after setup and warm-up).")
+    done = [r for r in results if "error" not in r]
+    for r in done:
+        if r["variant"] != "transformers" and r["round_ratios"]:
+            ratios = r["round_ratios"]
+            print(f"{r['variant']} / transformers wall time over {len(ratios)} interleaved rounds: "
+                  f"min {min(ratios):.3f}, median {statistics.median(ratios):.3f}")
+    frames = {r["outputs"]["frames"] for r in done}
+    chunks = {r["outputs"]["whisper_chunks"] for r in done}
+    if len(frames) > 1 or len(chunks) > 1:
+        print(f"WARNING: the variants disagree: frames {sorted(frames)}, Whisper chunks {sorted(chunks)}")
+    elif done:
+        print(f"all variants agree: {frames.pop()} frames, {chunks.pop()} Whisper chunks of 30 s.")
+    for r in results:
+        if "error" in r:
+            print(f"{r['variant']} failed: {r['error']}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -532,34 +619,33 @@ def main(argv=None) -> None:
         print(line)
     print(f"memory cap per variant process: {args.memory_limit_gb:g} GiB resident" if args.memory_limit_gb
           else "memory cap per variant process: none")
+    # rounds interleave the variants (order alternating), so a slow spell of the machine hits both sides of a ratio
+    variants = [] if args.stage_only else args.variants
+    runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+    for round_index in range(max(1, args.repeats)):
+        for variant in variants if round_index % 2 == 0 else variants[::-1]:
+            run = run_variant(variant, media, args)
+            runs[variant].append(run)
+            status = run.get("error") or f"{run['wall']:.2f} s, outputs {run['outputs']}"
+            print(f"  round {round_index + 1} {variant}: {status}", flush=True)
     results = []
-    for variant in args.variants:
-        runs = [run_variant(variant, media, args) for _ in range(max(1, args.repeats))]
-        good = [r for r in runs if "error" not in r]
+    for variant in variants:
+        good = [r for r in runs[variant] if "error" not in r]
         if good:
             result = dict(good[0])
             result["wall"] = statistics.median(r["wall"] for r in good)
             result["peak"] = max(r["peak"] for r in good)
             result["rss_before"] = min(r["rss_before"] for r in good)
+            base = runs.get("transformers", [])
+            result["round_ratios"] = [r["wall"] / b["wall"] for r, b in zip(runs[variant], base)
+                                      if "error" not in r and "error" not in b]
         else:
-            result = runs[0]
+            result = runs[variant][0]
         results.append(result)
-        status = result.get("error") or f"{result['wall']:.2f} s, outputs {result['outputs']}"
-        print(f"  {variant}: {status}", flush=True)
+    if results:
+        _report_variants(results, args)
     print()
-    print(format_table(results, args.seconds))
-    print("a/b: each variant against `transformers` (time: wall time; peak: peak RSS; extra: peak RSS minus the RSS "
-          "after setup and warm-up).")
-    done = [r for r in results if "error" not in r]
-    frames = {r["outputs"]["frames"] for r in done}
-    chunks = {r["outputs"]["whisper_chunks"] for r in done}
-    if len(frames) > 1 or len(chunks) > 1:
-        print(f"WARNING: the variants disagree: frames {sorted(frames)}, Whisper chunks {sorted(chunks)}")
-    elif done:
-        print(f"all variants agree: {frames.pop()} frames, {chunks.pop()} Whisper chunks of 30 s.")
-    for r in results:
-        if "error" in r:
-            print(f"{r['variant']} failed: {r['error']}")
+    pixel_stage_ab(media, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()},
                                                "media": str(media), "results": results}, indent=2))

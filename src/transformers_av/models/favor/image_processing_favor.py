@@ -76,22 +76,33 @@ class FavorImageProcessor(BaseImageProcessor):
         resample = self.resample if resample is None else resample
         rescale_factor = self.rescale_factor if rescale_factor is None else rescale_factor
         frames = _as_uint8_frames(frames)
-        pixels = frames.permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-        if self.do_rescale if do_rescale is None else do_rescale:
-            # the official code divides by 255: the default keeps its pixels bit-identical
-            pixels = pixels / 255.0 if rescale_factor == 1 / 255 else pixels * rescale_factor
-        pixels = torch.nn.functional.interpolate(
-            pixels,
-            size=(size, size),
-            mode=resample,
-            align_corners=False if resample in ("bilinear", "bicubic") else None,
-            antialias=self.antialias,
-        )
+        do_rescale = self.do_rescale if do_rescale is None else do_rescale
+        pixels = torch.empty((len(frames), 3, size, size), dtype=torch.float32)
+        # One frame at a time through one reused contiguous float buffer: converting the whole batch at once
+        # (`frames.permute(0, 3, 1, 2).float() / 255`) allocates two full-resolution float copies and interpolates
+        # from a channels-last one, ~3x slower; a frame's buffer stays in cache. Same operations in the same order
+        # on each value, so the pixels are bit-identical.
+        frame_buffer = torch.empty((1, 3, *frames.shape[1:3]), dtype=torch.float32)
+        for index in range(len(frames)):
+            frame_buffer.copy_(frames[index : index + 1].permute(0, 3, 1, 2))
+            if do_rescale:
+                # the official code divides by 255: the default keeps its pixels bit-identical
+                if rescale_factor == 1 / 255:
+                    frame_buffer.div_(255.0)
+                else:
+                    frame_buffer.mul_(rescale_factor)
+            pixels[index : index + 1] = torch.nn.functional.interpolate(
+                frame_buffer,
+                size=(size, size),
+                mode=resample,
+                align_corners=False if resample in ("bilinear", "bicubic") else None,
+                antialias=self.antialias,
+            )
         if not (self.do_normalize if do_normalize is None else do_normalize):
             return pixels
         mean = torch.tensor(self.image_mean if image_mean is None else image_mean, dtype=torch.float32)
         std = torch.tensor(self.image_std if image_std is None else image_std, dtype=torch.float32)
-        return (pixels - mean.reshape(-1, 1, 1)) / std.reshape(-1, 1, 1)
+        return pixels.sub_(mean.reshape(-1, 1, 1)).div_(std.reshape(-1, 1, 1))
 
     def preprocess(self, images, return_tensors=None, **kwargs) -> BatchFeature:
         return BatchFeature({"pixel_values": self.preprocess_frames(images, **kwargs)}, tensor_type=return_tensors)
