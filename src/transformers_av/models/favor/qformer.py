@@ -288,11 +288,17 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
         self.dropout = config.connector_dropout
 
     def forward(
-        self, queries: list[torch.Tensor], windows: QFormerWindows, output_attentions: bool = False
-    ) -> tuple[list[torch.Tensor], tuple[list | None, list | None, list | None]]:
-        """queries: per resolution (W_r or 1, N_r, H). Returns the updated queries (W_r, N_r, H) and the layer's
-        (window, query, cross) attention maps, one per resolution (None when not asked; the window maps also None
-        when the layer has no window attention)."""
+        self, features: torch.Tensor, *tensors: torch.Tensor, windows: QFormerWindows, output_attentions: bool = False
+    ) -> tuple:
+        """features: `windows.features`; tensors: the R position tables of `windows`, then the R queries, per
+        resolution (W_r or 1, N_r, H). Every tensor that carries a gradient is a positional argument, so that
+        reentrant gradient checkpointing (`use_reentrant=True`, which only sees positional tensors) recomputes the
+        layer and passes gradients back to them. Returns the R updated queries (W_r, N_r, H), then the layer's (window,
+        query, cross) attention maps, one per resolution (None when not asked; the window maps also None when the
+        layer has no window attention)."""
+        num_resolutions = len(tensors) // 2
+        windows = replace(windows, features=features, positions=list(tensors[:num_resolutions]))
+        queries = list(tensors[num_resolutions:])
         cross = self.cross_attention
         if self.window_attention is not None:
             # keys/values of the cross-attention: the frame-level block's output, one resolution at a time
@@ -316,9 +322,10 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
             window_maps.append(window_map)
             query_maps.append(query_map)
             cross_maps.append(cross_map)
+        # the queries as top-level tensors of the output: reentrant checkpointing connects only those to the graph
         if not output_attentions:
-            return outputs, (None, None, None)
-        return outputs, (window_maps if self.window_attention is not None else None, query_maps, cross_maps)
+            return (*outputs, (None, None, None))
+        return (*outputs, (window_maps if self.window_attention is not None else None, query_maps, cross_maps))
 
 
 def _stacked(projections: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -388,7 +395,9 @@ class CausalQFormer(nn.Module):
             queries.append(self.dropout(self.query_layer_norm(tokens)))
         maps = []
         for layer in self.layers:
-            queries, layer_maps = layer(queries, windows, output_attentions)
+            *queries, layer_maps = layer(
+                windows.features, *windows.positions, *queries, windows=windows, output_attentions=output_attentions
+            )
             maps.append(layer_maps)
         outputs = tuple(queries)
         if not output_attentions:
