@@ -18,11 +18,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.distributed.fsdp import fully_shard
 
 from transformers_av import FavorForConditionalGeneration
 from transformers_av.presets.tiny import tiny_favor_config, tiny_processor
-
-fully_shard = pytest.importorskip("torch.distributed.fsdp").fully_shard
 
 IMAGE, STEPS, LR = 28, 3, 0.05
 

@@ -9,15 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av")
-pytest.importorskip("PIL")
+import av
 
 from transformers_av.media import load_video  # noqa: E402
 from transformers_av.media.orientation import Orientation, frame_orientation, orientation_from_matrix  # noqa: E402
 from transformers_av.synthetic.media import make_frames  # noqa: E402
-
-if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):  # pragma: no cover - PyAV < 18
-    pytest.skip("writing a display matrix needs PyAV >= 18", allow_module_level=True)
 
 
 def write_rotated(path: Path, frames: np.ndarray, fps: int, degrees: int, hflip: bool = False, vflip: bool = False):
