@@ -120,6 +120,17 @@ def test_write_benchmark_splits_balanced_disjoint_and_in_training_format(tmp_pat
     assert dataset["prompt"] == [FAMILIES[row["family"]].question for row in written["train"]]
 
 
+def test_train_weights_over_represent_a_family_in_the_train_split_only(tmp_path):
+    written = write_benchmark(tmp_path, seed=1, sizes={"train": 9, "test": 5}, families=["speech", "visual", "sync"],
+                              train_weights={"speech": 3})
+    assert [row["family"] for row in written["train"]] == ["speech"] * 3 + ["visual", "sync"] + ["speech"] * 3 + [
+        "visual"]
+    assert [row["family"] for row in written["test"]] == ["speech", "visual", "sync", "speech", "visual"]
+    # a clip is its (seed, split, index, family): the weighted train split draws the same clip where the family agrees
+    balanced = write_benchmark(tmp_path / "balanced", seed=1, sizes={"train": 1}, families=["speech"])["train"]
+    assert balanced[0] == written["train"][0]
+
+
 def test_shorter_clips_keep_every_family_answerable(tmp_path):
     row = make_benchmark_clip(tmp_path / "c.mp4", "count", seed=0, index=3, settings=BenchmarkClipSettings(seconds=2))
     assert 1 <= row["count"] <= 2 and load_video(row["video"]).duration == 2.0
@@ -133,6 +144,9 @@ def test_shorter_clips_keep_every_family_answerable(tmp_path):
         (lambda p: make_benchmark_clip(p / "x.mp4", "visual", seed=-1), r"seed and index must be >= 0"),
         (lambda p: write_benchmark(p, sizes={"train": -1}), r"sizes\['train'\] must be >= 0"),
         (lambda p: write_benchmark(p, families=["visual", "taste"]), r"families must be a non-empty list"),
+        (lambda p: write_benchmark(p, families=["visual"], train_weights={"speech": 2}),
+         r"train_weights: 'speech' is not one of the families written"),
+        (lambda p: write_benchmark(p, train_weights={"speech": 1.5}), r"train_weights\['speech'\] must be a whole"),
     ],
 )
 def test_bad_input_names_what_was_expected(tmp_path, call, message):

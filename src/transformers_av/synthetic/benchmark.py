@@ -212,6 +212,7 @@ def write_benchmark(
     seed: int = 0,
     sizes: dict[str, int] | None = None,
     families: Sequence[str] | None = None,
+    train_weights: dict[str, int] | None = None,
     settings: BenchmarkClipSettings = BENCHMARK_CLIP,
 ) -> dict[str, list[dict[str, Any]]]:
     """Write the benchmark's splits under `root`: `{split}.jsonl` and the clips in `root/{split}/`.
@@ -222,6 +223,10 @@ def write_benchmark(
         sizes: clips per split (default `{"train": 400, "validation": 50, "test": 100}`); clip `i` of a split has
             family `families[i % len(families)]`, so every family is equally represented.
         families: the families to write (default: all of `FAMILIES`).
+        train_weights: family -> whole number of training clips per clip of a weight-1 family (default 1 each), for
+            the `train` split only: a hard family can be over-represented in training while validation and test stay
+            balanced. Clip `i` of the train split has family `cycle[i % len(cycle)]`, where `cycle` repeats each family
+            its weight times.
 
     Returns:
         split -> the rows written (`video` relative to `root`).
@@ -236,13 +241,21 @@ def write_benchmark(
             raise ValueError(f"sizes: split must be one of {SPLITS}, got {split!r}")
         if int(count) < 0:
             raise ValueError(f"sizes[{split!r}] must be >= 0, got {count!r}")
+    weights = dict(train_weights or {})
+    for name, weight in weights.items():
+        if name not in families:
+            raise ValueError(f"train_weights: {name!r} is not one of the families written ({families})")
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            raise ValueError(f"train_weights[{name!r}] must be a whole number >= 1, got {weight!r}")
+    train_cycle = [name for name in families for _ in range(weights.get(name, 1))]
     root = Path(root)
     written: dict[str, list[dict[str, Any]]] = {}
     for split, count in sizes.items():
         (root / split).mkdir(parents=True, exist_ok=True)
+        cycle = train_cycle if split == "train" else families
         rows = []
         for index in range(int(count)):
-            family = families[index % len(families)]
+            family = cycle[index % len(cycle)]
             relative = f"{split}/{family}_{index:05d}.mp4"
             row = make_benchmark_clip(root / relative, family, seed=seed, split=split, index=index, settings=settings)
             rows.append({**row, "video": relative})
@@ -280,7 +293,8 @@ def answer_rows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m transformers_av.synthetic.benchmark OUTPUT [--seed N] [--train N] [--validation N] [--test N]`."""
+    """`python -m transformers_av.synthetic.benchmark OUTPUT [--seed N] [--train N] [--validation N] [--test N]
+    [--train-weights FAMILY=N ...]`."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -289,8 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=400)
     parser.add_argument("--validation", type=int, default=50)
     parser.add_argument("--test", type=int, default=100)
+    parser.add_argument("--train-weights", nargs="*", default=[], metavar="FAMILY=N",
+                        help="over-represent families in the train split, e.g. speech=3 (validation/test stay balanced)")
     args = parser.parse_args(argv)
-    written = write_benchmark(args.output, seed=args.seed,
+    weights = {}
+    for item in args.train_weights:
+        name, _, weight = item.partition("=")
+        if not weight.isdigit():
+            parser.error(f"--train-weights takes FAMILY=N with a whole number N, got {item!r}")
+        weights[name] = int(weight)
+    written = write_benchmark(args.output, seed=args.seed, train_weights=weights,
                               sizes={"train": args.train, "validation": args.validation, "test": args.test})
     for split, rows in written.items():
         print(f"{args.output}/{split}.jsonl: {len(rows)} clips")
