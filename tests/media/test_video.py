@@ -346,5 +346,5 @@ def test_batched_frame_transform_sees_small_batches_and_equals_the_plain_frames(
     assert max(batches) <= 3 and sum(batches) == len(np.unique(plain.source_frame_indices))
     np.testing.assert_array_equal(batched.frames, plain.frames[:, ::2, ::2].astype(np.float32) / 255)
     np.testing.assert_array_equal(batched.timestamps, plain.timestamps)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="give one of .* got frame_transform and frames_transform"):
         load_video(path, frame_transform=lambda f: f, frames_transform=halve)

@@ -8,12 +8,16 @@ wait at once). The results go straight into rows of one array, sized from the nu
 (`FrameConverter.expect`), so the clip is never held twice (a list of frames and their stacked copy); the array is
 trimmed in place at the end. Its size is known before the first frame is stored, which is when a video that will need
 more than `LARGE_FRAMES_BYTES` is reported, with the figure and what to do about it.
+
+A `FrameWriter` goes one step further: it writes each kept frame's result straight into its row of that array (no
+result to copy, no batch to stack): the processors write model pixels this way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +27,7 @@ from .orientation import IDENTITY, Orientation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LARGE_FRAMES_BYTES", "FrameConverter", "frame_to_rgb"]
+__all__ = ["LARGE_FRAMES_BYTES", "FrameConverter", "FrameWriter", "frame_to_rgb"]
 
 #: Kept frames needing more memory than this (2 GiB) are announced with a warning before they are decoded: about where
 #: a laptop starts to swap with a model loaded. The warning gives the figure and suggests ``max_seconds``.
@@ -31,6 +35,22 @@ LARGE_FRAMES_BYTES = 2 * 1024**3
 
 #: Rows reserved when the loader cannot tell how many frames it will keep (doubled as needed).
 _INITIAL_ROWS = 64
+
+
+@dataclass(frozen=True)
+class FrameWriter:
+    """Writes what one kept frame becomes straight into its row of the clip's array.
+
+    Attributes:
+        shape: the shape of one row, e.g. ``(3, 224, 224)``.
+        dtype: its numpy dtype.
+        write: ``write(frame, row)``: fills ``row`` (a writable ``shape`` array) from ``frame``, the upright
+            ``(H, W, 3)`` uint8 RGB frame.
+    """
+
+    shape: tuple[int, ...]
+    dtype: Any
+    write: Callable[[np.ndarray, np.ndarray], None]
 
 
 def frame_to_rgb(frame: Any, size: tuple[int, int] | None, orientation: Orientation = IDENTITY) -> np.ndarray:
@@ -69,24 +89,29 @@ class _FrameRows:
         return self.count - 1
 
     def write(self, row: int, value: np.ndarray) -> None:
+        value = np.asarray(value)
+        self.row(row, value.shape, value.dtype)[...] = value
+
+    def row(self, row: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """Row ``row`` of the array (a writable view), the array being allocated for rows of ``shape`` / ``dtype``
+        if it is not yet."""
         if self.array is None:
-            self._allocate(value)
+            self._allocate(tuple(shape), np.dtype(dtype))
         if row >= self.array.shape[0]:
             self.array.resize((max(2 * self.array.shape[0], row + 1), *self.array.shape[1:]), refcheck=False)
-        self.array[row] = value
+        return self.array[row]
 
-    def _allocate(self, first: np.ndarray) -> None:
-        first = np.asarray(first)
+    def _allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
         rows = max(self.expected or _INITIAL_ROWS, self.count)
-        needed = rows * first.nbytes
+        needed = rows * int(np.prod(shape)) * dtype.itemsize
         if self.expected is not None and needed > LARGE_FRAMES_BYTES:
             logger.warning(
                 "%s: keeping %d frames of shape %s (%s) needs about %s of memory for the frames alone; pass "
                 "max_seconds= (or a lower fps / max_frames) to keep less.",
-                self.name, rows, tuple(first.shape), first.dtype, _size_text(needed),
+                self.name, rows, shape, dtype, _size_text(needed),
             )
         # np.empty: pages are committed as rows are written, so an over-estimate costs no memory
-        self.array = np.empty((rows, *first.shape), dtype=first.dtype)
+        self.array = np.empty((rows, *shape), dtype=dtype)
 
     def take(self, rows: Sequence[int]) -> np.ndarray:
         """The given rows in the given order: the array itself (trimmed in place) when they are all rows in order."""
@@ -109,9 +134,10 @@ class FrameConverter:
     Args:
         size: ``(height, width)`` to downscale to right away, or ``None``.
         frame_transform: applied to each ``(H, W, 3)`` uint8 frame.
-        frames_transform: applied to ``(k, H, W, 3)`` batches of up to ``batch_size`` frames (give one of the two).
+        frames_transform: applied to ``(k, H, W, 3)`` batches of up to ``batch_size`` frames.
         batch_size: frames per ``frames_transform`` call.
         name: the input, for the memory warning.
+        frame_writer: writes each ``(H, W, 3)`` uint8 frame's result into its row (give at most one of the three).
 
     Attributes:
         orientation: how decoded frames are turned upright (set by the loader from the stream's display matrix).
@@ -124,12 +150,16 @@ class FrameConverter:
         frames_transform: Callable[[np.ndarray], np.ndarray] | None = None,
         batch_size: int = 16,
         name: str = "the video",
+        frame_writer: FrameWriter | None = None,
     ):
-        if frame_transform is not None and frames_transform is not None:
-            raise ValueError("give frame_transform or frames_transform, not both")
+        given = [key for key, value in (("frame_transform", frame_transform), ("frames_transform", frames_transform),
+                                        ("frame_writer", frame_writer)) if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of frame_transform, frames_transform and frame_writer, got {' and '.join(given)}")
         self.size = size
         self.frame_transform = frame_transform
         self.frames_transform = frames_transform
+        self.frame_writer = frame_writer
         if frames_transform is not None:
             batch_size = optional_count(batch_size, "transform_batch_size") or 1
         self.batch_size = batch_size
@@ -145,7 +175,10 @@ class FrameConverter:
         """Convert one frame into the next row (with ``frames_transform``, once its batch is full); its row index."""
         rgb = frame_to_rgb(frame, self.size, self.orientation)
         row = self._rows.reserve()
-        if self.frames_transform is not None:
+        if self.frame_writer is not None:
+            writer = self.frame_writer
+            writer.write(rgb, self._rows.row(row, writer.shape, writer.dtype))
+        elif self.frames_transform is not None:
             self._pending.append((row, rgb))
             if len(self._pending) >= self.batch_size:
                 self._flush()

@@ -17,10 +17,15 @@ video never sits in memory at full resolution. Nothing here knows about PyAV or 
 * ``"uniform"``: ``N`` frames spread evenly over the clip duration ``D``, as in the Audio-Visual LLM (Shu et al.; 32
   frames per video): targets ``t_k = k * D / N``, ``k = 0 .. N - 1``, each taking the frame on screen (the rule of
   ``"fps"``). Always exactly ``N`` frames: a clip with fewer frames repeats some.
+
+Each sampler also answers, before a frame is decoded, whether it could keep it (`FrameNeed`, from the times of the
+frames around it): the decoder then need not decode a frame that nothing else depends on and that the sampler will
+not keep (see `video`), which changes no kept frame.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +44,8 @@ __all__ = [
     "OFFICIAL_CLIP_SECONDS",
     "OFFICIAL_FRAMES_PER_CLIP",
     "OFFICIAL_MAX_CLIPS",
+    "FrameNeed",
+    "FrameSource",
     "SampledFrames",
     "TimedFrame",
     "clip_ends_timepoints",
@@ -52,6 +59,17 @@ OFFICIAL_MAX_CLIPS = 60
 
 #: One decoded frame: (index among all decoded frames, presentation time in seconds, the frame).
 TimedFrame = tuple[int, Fraction, Any]
+
+#: ``needs(time, before, after)``: whether the sampler may keep the frame shown at ``time`` (seconds, as in
+#: `TimedFrame`), given the presentation times of the frames just before and just after it (``None``: unknown or none).
+#: ``False`` is a promise that the frame will not be kept; ``True`` only means "maybe". Given a ``before`` too early or
+#: an ``after`` too late (a frame between them not seen yet) the answer may turn ``True``, never ``False``: a caller
+#: that knows only some of the frames around may ask, at worst a frame is decoded for nothing.
+FrameNeed = Callable[[Fraction, Fraction | None, Fraction | None], bool]
+
+#: The frames a sampler reads: called with the sampler's `FrameNeed`, returns the `TimedFrame`s in presentation order
+#: (a decoder may leave out frames that are not needed and that no other frame depends on).
+FrameSource = Callable[[FrameNeed], Iterator[TimedFrame]]
 
 
 def clip_ends_timepoints(duration: Any, clip_duration: Any = OFFICIAL_CLIP_SECONDS) -> list[tuple[Fraction, Fraction]]:
@@ -128,6 +146,19 @@ class _FpsSampler:
             self._emit(self.prev)
         self.prev = None
 
+    def needs(self, time: Fraction, before: Fraction | None, after: Fraction | None) -> bool:
+        """`FrameNeed`: a frame is kept when a target falls while it is on screen, ``time <= t_k < after``; the first
+        frame (it also serves the targets before it) and the first frame past the last target (it ends the
+        decoding) are needed too."""
+        if before is None or after is None:
+            return True
+        k = max(math.ceil(time / self.step), 0)  # the first target at or after `time`
+        if (self.max_frames is not None and k >= self.max_frames) or (
+            self.limit is not None and k * self.step >= self.limit
+        ):
+            return True
+        return k * self.step < after
+
 
 class _ClipEndsSampler:
     """First and last frame of each clip ``[start, end)`` (``UniformTemporalSubsample(2)`` on the clip's frames)."""
@@ -142,6 +173,8 @@ class _ClipEndsSampler:
         self.lo = 0
         self.prev: TimedFrame | None = None
         self.done = n == 0
+        self.starts = [start for start, _ in self.clips]  # both sorted: clips are laid end to end (the last back-padded)
+        self.ends = [end for _, end in self.clips]
 
     def _keep(self, index: int, frame: Any) -> None:
         if index not in self.arrays:
@@ -190,6 +223,22 @@ class _ClipEndsSampler:
         self.done = self.lo == n
         return self.done
 
+    def needs(self, time: Fraction, before: Fraction | None, after: Fraction | None) -> bool:
+        """`FrameNeed`: a frame is kept when it is the first of a clip (``before < start <= time < end``) or the last
+        frame shown before a clip's end (``time < end <= after``: the clip's last frame, or the frame on screen for a
+        clip without frames); the first frame past the last clip is needed too (it ends the decoding)."""
+        if before is None or after is None or not self.clips or time >= self.ends[-1]:
+            return True
+        c = bisect.bisect_right(self.ends, time)  # the first clip ending after `time`
+        if c < len(self.clips) and self.ends[c] <= after:
+            return True
+        c = bisect.bisect_right(self.starts, before)  # the clips starting after `before`
+        while c < len(self.clips) and self.starts[c] <= time:
+            if time < self.ends[c]:
+                return True
+            c += 1
+        return False
+
     def finish(self) -> None:
         while self.lo < len(self.clips):
             self._finalize(self.lo, at_eof=True)
@@ -225,7 +274,7 @@ class SampledFrames:
 
 
 def sample_frames(
-    frames: Iterator[TimedFrame],
+    frames: FrameSource,
     *,
     sampling: str,
     step: Fraction,
@@ -242,6 +291,7 @@ def sample_frames(
     """Run the ``sampling`` sampler over ``frames`` (stopping the decode as soon as it has what it needs).
 
     Args:
+        frames: the `FrameSource`, told which frames the sampler may keep.
         step: seconds between targets of ``"fps"``.
         limit: ``max_seconds`` as a fraction, or ``None``.
         max_frames: at most this many frames (``"uniform"``: exactly this many, the ``num_frames``).
@@ -278,6 +328,7 @@ def sample_frames(
     count = 0
     last = None
     reached_eof = True
+    frames = frames(sampler.needs)
     for item in frames:
         count += 1
         last = item

@@ -270,6 +270,7 @@ class AvLlmProcessor(AudioVisualProcessorMixin):
             frames = load_video(
                 video, **sampling.load_arguments(),
                 frames_transform=lambda batch: self._frames_to_pixels(batch, **video_pixels),
+                decode=output_kwargs["videos_kwargs"].get("decode") or "exact",
                 allow_partial=allow_partial,
             ).frames  # (T, 3, H, W) model pixels
         elif wants_visual:

@@ -41,9 +41,15 @@ class AudioVisualVideosKwargs(VideosKwargs, total=False):
 
     max_seconds (`float`, *optional*):
         use only the first seconds of each video (defaults to the processor's `max_video_seconds`).
+    decode (`str`, defaults to `"exact"`):
+        `"exact"`: the frames as FFmpeg decodes them (the official pipeline's pixels). `"fast"`: the same frames
+        decoded without H.264 / HEVC deblocking, and (`FavorProcessor`) resized to the model's size by FFmpeg's
+        scaler (area averaging) instead of the official bicubic resize: faster, pixels slightly different (see
+        `media.video.load_video` and the README's "### Measured").
     """
 
     max_seconds: float | None
+    decode: str
 
 
 class AudioVisualProcessingKwargs(ProcessingKwargs, total=False):

@@ -67,42 +67,62 @@ class FavorImageProcessor(BaseImageProcessor):
         do_normalize: bool | None = None,
         image_mean: Sequence[float] | float | None = None,
         image_std: Sequence[float] | float | None = None,
+        out: torch.Tensor | None = None,
         **ignored,
     ) -> torch.FloatTensor:
         """(T, H, W, 3) uint8 frames (numpy, torch, or a list of PIL images / arrays) -> (T, 3, size, size). Settings
         given here override the processor's for this call; other image keywords (`do_resize`, ...) do not apply to
-        this fixed pipeline and are ignored."""
+        this fixed pipeline and are ignored. `out`: a float32 (T, 3, size, size) tensor to write the pixels into
+        (returned); frames already at the output size are not resized (bicubic, bilinear and nearest resampling at
+        scale 1 return their input unchanged)."""
         size = self.size if size is None else _square_size(size)
         resample = self.resample if resample is None else resample
         rescale_factor = self.rescale_factor if rescale_factor is None else rescale_factor
         frames = _as_uint8_frames(frames)
         do_rescale = self.do_rescale if do_rescale is None else do_rescale
-        pixels = torch.empty((len(frames), 3, size, size), dtype=torch.float32)
-        # One frame at a time through one reused contiguous float buffer: converting the whole batch at once
-        # (`frames.permute(0, 3, 1, 2).float() / 255`) allocates two full-resolution float copies and interpolates
-        # from a channels-last one, ~3x slower; a frame's buffer stays in cache. Same operations in the same order
-        # on each value, so the pixels are bit-identical.
+        shape = (len(frames), 3, size, size)
+        if out is None:
+            pixels = torch.empty(shape, dtype=torch.float32)
+        elif tuple(out.shape) != shape or out.dtype != torch.float32:
+            raise ValueError(f"`out` must be a float32 tensor of shape {shape}, got {out.dtype} {tuple(out.shape)}.")
+        else:
+            pixels = out
+        normalize = self.do_normalize if do_normalize is None else do_normalize
+        if normalize:
+            mean = torch.tensor(self.image_mean if image_mean is None else image_mean, dtype=torch.float32)
+            std = torch.tensor(self.image_std if image_std is None else image_std, dtype=torch.float32)
+            mean, std = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
+        resize = tuple(frames.shape[1:3]) != (size, size)
+        # One frame at a time through one reused contiguous float buffer, normalised in place in its output row:
+        # converting the whole batch at once (`frames.permute(0, 3, 1, 2).float() / 255`) allocates two
+        # full-resolution float copies and interpolates from a channels-last one, ~3x slower; a frame's buffer stays
+        # in cache. Same operations in the same order on each value, so the pixels are bit-identical.
         frame_buffer = torch.empty((1, 3, *frames.shape[1:3]), dtype=torch.float32)
         for index in range(len(frames)):
-            frame_buffer.copy_(frames[index : index + 1].permute(0, 3, 1, 2))
+            row = pixels[index : index + 1]
+            target = frame_buffer if resize else row
+            target.copy_(frames[index : index + 1].permute(0, 3, 1, 2))
             if do_rescale:
                 # the official code divides by 255: the default keeps its pixels bit-identical
                 if rescale_factor == 1 / 255:
-                    frame_buffer.div_(255.0)
+                    target.div_(255.0)
                 else:
-                    frame_buffer.mul_(rescale_factor)
-            pixels[index : index + 1] = torch.nn.functional.interpolate(
-                frame_buffer,
-                size=(size, size),
-                mode=resample,
-                align_corners=False if resample in ("bilinear", "bicubic") else None,
-                antialias=self.antialias,
-            )
-        if not (self.do_normalize if do_normalize is None else do_normalize):
-            return pixels
-        mean = torch.tensor(self.image_mean if image_mean is None else image_mean, dtype=torch.float32)
-        std = torch.tensor(self.image_std if image_std is None else image_std, dtype=torch.float32)
-        return pixels.sub_(mean.reshape(-1, 1, 1)).div_(std.reshape(-1, 1, 1))
+                    target.mul_(rescale_factor)
+            if resize:
+                row.copy_(torch.nn.functional.interpolate(
+                    frame_buffer,
+                    size=(size, size),
+                    mode=resample,
+                    align_corners=False if resample in ("bilinear", "bicubic") else None,
+                    antialias=self.antialias,
+                ))
+            if normalize:
+                row.sub_(mean).div_(std)
+        return pixels
+
+    def output_size(self, size: int | dict | None = None) -> int:
+        """The side of the square frames `preprocess_frames` returns (for a call's `size` override, if any)."""
+        return self.size if size is None else _square_size(size)
 
     def preprocess(self, images, return_tensors=None, **kwargs) -> BatchFeature:
         return BatchFeature({"pixel_values": self.preprocess_frames(images, **kwargs)}, tensor_type=return_tensors)

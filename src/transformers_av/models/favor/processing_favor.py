@@ -14,6 +14,7 @@ from .windows import WindowPlan, audio_visual_plan
 from ...media.audio import has_audio_track, load_audio
 from ...media.image import load_image
 from ...media.remote import reuse_downloads
+from ...media.frame_conversion import FrameWriter
 from ...media.video import load_video
 from ..common.processing_audio_visual import (
     AudioVisualProcessingKwargs,
@@ -264,11 +265,20 @@ class FavorProcessor(AudioVisualProcessorMixin):
                 max_seconds=self.max_video_seconds,
             )
             video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
+            side = self.image_processor.output_size(video_pixels.get("size"))
+            decode = output_kwargs["videos_kwargs"].get("decode") or "exact"
             clip = load_video(
                 video, **sampling.load_arguments(),
-                # (k, H, W, 3) uint8 frames -> (k, 3, size, size) model pixels right after decoding: only a few
-                # frames are ever held at full resolution
-                frames_transform=lambda batch: self.image_processor.preprocess_frames(batch, **video_pixels).numpy(),
+                # each kept (H, W, 3) uint8 frame becomes its (3, side, side) model pixels right after decoding,
+                # written straight into the clip's array: one frame at a time is held at full resolution
+                frame_writer=FrameWriter(
+                    (3, side, side), np.float32,
+                    lambda frame, row: self.image_processor.preprocess_frames(
+                        frame[None], out=torch.from_numpy(row)[None], **video_pixels
+                    ),
+                ),
+                # "fast": FFmpeg's scaler resizes to the model's size (area averaging) as it converts to RGB
+                decode=decode, size=(side, side) if decode == "fast" else None,
                 allow_partial=allow_partial,
             )
             frames = clip.frames  # (T, 3, size, size) model pixels
