@@ -23,10 +23,10 @@ preprocessing; the model is never run):
   favor           (a) `tiny_processor(tiny_favor_config("video_salmonn"))(text=..., videos=path)`: the shipped
                   processor with its default 224 px `FavorImageProcessor`, Whisper log-mel per 30 s chunk and the BEATs
                   fbank (video-SALMONN); frames sampled at 2 fps; the video's own sound track resampled to 16 kHz.
+  favor_fast      (a) with `videos_kwargs={"decode": "fast"}`: the same frames decoded without deblocking and resized
+                  to 224x224 by FFmpeg's scaler (area averaging) as they are converted to RGB; the printed
+                  "fast vs exact" line gives its mean |delta| of pixel values against (a)'s.
   favor_no_beats  (a) without the BEATs fbank (`compute_audio_events=False`): the same work as `transformers`.
-  favor_chunked   (a) with `FavorImageProcessor.preprocess_frames` patched here to take 32 frames at a time (an
-                  early fix for the full-resolution float copy; now the same as (a): the loader hands it 16 frames
-                  and it converts them one by one through a reused buffer; identical outputs).
   transformers    (b) `transformers.video_utils.load_video(path, fps=2, backend="pyav")` (PyAV is the backend that
                   works without torchvision / torchcodec / decord / OpenCV; it picks every (source_fps / 2)-th frame,
                   the same frames as (a)), the first audio stream decoded with PyAV and resampled to 16 kHz mono by
@@ -34,13 +34,18 @@ preprocessing; the model is never run):
                   and `CLIPImageProcessorPil` resizing each frame to 224x224 (bicubic, no crop, CLIP mean/std; the
                   torchvision `CLIPImageProcessor` is unavailable without torchvision).
 
-The pixel stage, A vs B (always run after the variants, or alone with `--stage-only`): `--stage-frames` frames of
-the file sampled at 2 fps are decoded once (uint8, full resolution); then, in one process, interleaved over
-`--stage-rounds` rounds (the order alternating each round), (A) `FavorImageProcessor.preprocess_frames` -- each frame
-converted through one reused contiguous float buffer -- and (B) the former whole-batch conversion (`permute().float()
-/ 255`, bicubic `interpolate`, CLIP normalisation; kept below as `whole_batch_pixels`) process them in the processor's
-batches of 16. Their outputs must be bit-identical (checked); printed: each side's min and median time and the min
-and median of the per-round ratios A/B.
+The stages, A vs B (always run after the variants, or alone with `--stage-only`), each in one process, interleaved
+over `--stage-rounds` rounds (the order alternating each round); printed: each side's min and median time and the
+min and median of the per-round ratios A/B; the outputs of A and B must be bit-identical (checked):
+
+  decode stage  `load_video` at 2 fps over the first `--stage-seconds` of the file (frames downscaled to 64x64 right
+                away, so that mostly decoding is timed): (A) non-reference frames the sampler will not keep are not
+                decoded (`media.frame_skipping`), (B) every frame decoded (the codec taken off
+                `SKIPPABLE_CODECS` here). Same frames, timestamps and frame indices (checked).
+  pixel stage   `--stage-frames` frames of the file sampled at 2 fps are decoded once (uint8, full resolution); (A)
+                `FavorImageProcessor.preprocess_frames` -- each frame converted through one reused contiguous float
+                buffer -- and (B) the former whole-batch conversion (`permute().float() / 255`, bicubic
+                `interpolate`, CLIP normalisation; kept below as `whole_batch_pixels`) process them in batches of 16.
 
 Reported per variant: wall time; throughput (seconds of media per second of wall time); stage times (video decode,
 audio decode, frames -> pixel values, Whisper, BEATs; "other" is tokenisation, padding, copies); peak RSS of the
@@ -58,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -71,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-ALL_VARIANTS = ("favor", "favor_no_beats", "favor_chunked", "transformers")
+ALL_VARIANTS = ("favor", "favor_fast", "favor_no_beats", "transformers")
 QUESTION = "Describe the video together with the audio in detail"
 SAMPLING_RATE = 16000
 CHUNK_SECONDS = 30
@@ -267,19 +273,15 @@ def build_favor(variant: str, stages: Stages):
     media_io.load_video = stages.wrap(media_io.load_video, "video decode")
     media_io.load_audio = stages.wrap(media_io.load_audio, "audio decode")
     media_io.has_audio_track = stages.wrap(media_io.has_audio_track, "audio decode")
-    preprocess = processor.image_processor.preprocess_frames
-    if variant == "favor_chunked":
-        original = preprocess
-
-        def preprocess(frames, _original=original):
-            return torch.cat([_original(frames[s : s + 32]) for s in range(0, len(frames), 32)])
-
-    processor.image_processor.preprocess_frames = stages.wrap(preprocess, "frames -> pixels")
+    processor.image_processor.preprocess_frames = stages.wrap(processor.image_processor.preprocess_frames,
+                                                               "frames -> pixels")
     stages.wrap_call(processor.feature_extractor, "whisper")
     stages.wrap_call(processor.audio_feature_extractor, "beats")
+    videos_kwargs = {"decode": "fast"} if variant == "favor_fast" else {}
 
     def run(path):
-        batch = processor(text=QUESTION, videos=str(path))
+        batch = processor(text=QUESTION, videos=str(path), videos_kwargs=videos_kwargs)
+        run.pixels = batch["pixel_values_videos"]  # saved by the worker (after the timing) when asked
         features = batch["input_features"]
         return {
             "frames": int(batch["video_frame_mask"].sum()),
@@ -357,6 +359,9 @@ def worker(args) -> None:
         result["outputs"] = run(Path(args.media))
         result["wall"] = time.perf_counter() - start
         result["stages"] = stages.seconds
+        if args.keep_pixels and getattr(run, "pixels", None) is not None:
+            torch.save(run.pixels, args.keep_pixels)
+            run.pixels = None
     except Exception as error:  # reported in the table (the traceback goes to the subprocess's stderr)
         import traceback
 
@@ -369,11 +374,55 @@ def worker(args) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# the pixel stage, A vs B in one process
+# the stages, A vs B in one process
 # ----------------------------------------------------------------------------------------------------------------------
 
-#: frames per `preprocess_frames` call: what `load_video` hands the processor's transform (`transform_batch_size`)
+#: frames per `preprocess_frames` call in the pixel-stage A/B (the batches of the former conversion)
 STAGE_BATCH = 16
+
+
+def interleaved_ab(title: str, sides: dict, rounds: int, same) -> None:
+    """Time the two callables of `sides` ({"A ...": f, "B ...": g}) over `rounds` interleaved rounds (order
+    alternating); `same(a_output, b_output)` raises if their outputs differ. Prints min / median times and ratios."""
+    outputs = [side() for side in sides.values()]  # warm-up and the exactness check
+    same(*outputs)
+    del outputs
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for round_index in range(rounds):
+        for name in list(sides) if round_index % 2 == 0 else list(sides)[::-1]:
+            start = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(*times.values())]
+    print(f"{title}, {rounds} interleaved rounds (outputs bit-identical):")
+    for name, seconds in times.items():
+        print(f"  {name}: min {min(seconds):.3f} s, median {statistics.median(seconds):.3f} s")
+    print(f"  A/B time ratio: min {min(ratios):.3f}, median {statistics.median(ratios):.3f} "
+          f"(B/A speed-up: median {statistics.median(1 / r for r in ratios):.2f}x)")
+
+
+def decode_stage_ab(media: Path, args) -> None:
+    from transformers_av.media import frame_skipping
+    from transformers_av.media.video import load_video
+
+    skippable = frame_skipping.SKIPPABLE_CODECS
+
+    def decode(skipping: bool):
+        frame_skipping.SKIPPABLE_CODECS = skippable if skipping else frozenset()
+        try:
+            return load_video(str(media), fps=2.0, max_seconds=args.stage_seconds, size=(64, 64))
+        finally:
+            frame_skipping.SKIPPABLE_CODECS = skippable
+
+    def same(a, b) -> None:
+        for field in ("frames", "timestamps", "source_frame_indices", "sample_times"):
+            if not np.array_equal(getattr(a, field), getattr(b, field)):
+                raise AssertionError(f"decode stage: A and B differ in {field}")
+
+    interleaved_ab(
+        f"decode stage, the first {args.stage_seconds:g} s at 2 fps",
+        {"A skipping": lambda: decode(True), "B every frame": lambda: decode(False)}, args.stage_rounds, same,
+    )
 
 
 def whole_batch_pixels(frames, size: int = 224):
@@ -395,29 +444,21 @@ def pixel_stage_ab(media: Path, args) -> None:
 
     frames = load_video(str(media), fps=2.0, max_frames=args.stage_frames).frames  # (T, H, W, 3) uint8
     image_processor = FavorImageProcessor()
-    sides = {"A reused buffer": image_processor.preprocess_frames, "B whole batch": whole_batch_pixels}
 
     def process(function):
         return torch.cat([function(frames[s : s + STAGE_BATCH]) for s in range(0, len(frames), STAGE_BATCH)])
 
-    outputs = [process(function) for function in sides.values()]  # warm-up and the exactness check
-    if not torch.equal(*outputs):
-        raise AssertionError(f"pixel stage: A and B differ (max |delta| {(outputs[0] - outputs[1]).abs().max():.3g})")
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(args.stage_rounds):
-        order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
-        for name in order:
-            start = time.perf_counter()
-            process(sides[name])
-            times[name].append(time.perf_counter() - start)
-    ratios = [a / b for a, b in zip(*times.values())]
+    def same(a, b) -> None:
+        if not torch.equal(a, b):
+            raise AssertionError(f"pixel stage: A and B differ (max |delta| {(a - b).abs().max():.3g})")
+
     height, width = frames.shape[1:3]
-    print(f"pixel stage, {len(frames)} frames {width}x{height} -> 224x224 in batches of {STAGE_BATCH}, "
-          f"{args.stage_rounds} interleaved rounds (outputs bit-identical):")
-    for name, seconds in times.items():
-        print(f"  {name}: min {min(seconds):.3f} s, median {statistics.median(seconds):.3f} s")
-    print(f"  A/B time ratio: min {min(ratios):.3f}, median {statistics.median(ratios):.3f} "
-          f"(B/A speed-up: median {statistics.median(1 / r for r in ratios):.2f}x)")
+    interleaved_ab(
+        f"pixel stage, {len(frames)} frames {width}x{height} -> 224x224",
+        {"A reused buffer": lambda: process(image_processor.preprocess_frames),
+         "B whole batch": lambda: process(whole_batch_pixels)},
+        args.stage_rounds, same,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -436,10 +477,11 @@ def _child_rss(pid: int) -> int:
     return 0
 
 
-def run_variant(variant: str, media: Path, args) -> dict:
-    """Run one variant in a fresh subprocess; kill it (its pid only) if its resident memory passes the cap."""
+def run_variant(variant: str, media: Path, args, keep_pixels: Path | None = None) -> dict:
+    """Run one variant in a fresh subprocess (saving its pixel values to `keep_pixels` if given); kill it (its pid
+    only) if its resident memory passes the cap."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--media", str(media),
-               "--cache-dir", str(args.cache_dir)]
+               "--cache-dir", str(args.cache_dir)] + (["--keep-pixels", str(keep_pixels)] if keep_pixels else [])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
     cap = int(args.memory_limit_gb * 2**30) if args.memory_limit_gb else None
     seen, killed = 0, False
@@ -551,14 +593,17 @@ def parse_args(argv=None):
     parser.add_argument("--stage-rounds", type=int, help="interleaved rounds of the pixel-stage A/B (default 5; "
                                                              "--quick 2)")
     parser.add_argument("--stage-frames", type=int, help="frames of the pixel-stage A/B (default 64; --quick 16)")
-    parser.add_argument("--stage-only", action="store_true", help="only the pixel-stage A/B, no variants")
+    parser.add_argument("--stage-seconds", type=float, help="seconds of the decode-stage A/B (default 30; --quick 5)")
+    parser.add_argument("--stage-only", action="store_true", help="only the stage A/Bs, no variants")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--keep-pixels", help=argparse.SUPPRESS)  # where a worker saves its pixel values
     parser.add_argument("--media", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
     for name, full, small in (("seconds", 600.0, 10.0), ("height", 720, 360), ("width", 1280, 640),
-                              ("source_fps", 30.0, 25.0), ("stage_rounds", 5, 2), ("stage_frames", 64, 16)):
+                              ("source_fps", 30.0, 25.0), ("stage_rounds", 5, 2), ("stage_frames", 64, 16),
+                              ("stage_seconds", 30.0, 5.0)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     if args.unique_seconds is None:
@@ -603,6 +648,24 @@ def _report_variants(results: list[dict], args) -> None:
             print(f"{r['variant']} failed: {r['error']}")
 
 
+def _report_fast_pixels(pixel_files: dict[str, Path]) -> None:
+    """Mean and max |delta| of the fast decode's pixel values against the exact ones (CLIP-normalised units)."""
+    import torch
+
+    if not all(path.exists() for path in pixel_files.values()):
+        return
+    exact, fast = (torch.load(pixel_files[v]) for v in ("favor", "favor_fast"))
+    for path in pixel_files.values():
+        path.unlink()
+        path.parent.rmdir()
+    if exact.shape != fast.shape:
+        print(f"WARNING: fast and exact pixel values differ in shape: {tuple(fast.shape)} vs {tuple(exact.shape)}")
+        return
+    delta = (fast - exact).abs()
+    print(f"fast vs exact pixel values ({exact.shape[1]} frames, CLIP-normalised units; one unit = {0.27 * 255:.0f} "
+          f"grey levels): mean |delta| {delta.mean():.4f}, max {delta.max():.3f}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -622,9 +685,12 @@ def main(argv=None) -> None:
     # rounds interleave the variants (order alternating), so a slow spell of the machine hits both sides of a ratio
     variants = [] if args.stage_only else args.variants
     runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+    # the first round's exact and fast pixel values, to say what the fast decode changes
+    pixel_files = {v: Path(tempfile.mkdtemp(prefix="pixels_")) / f"{v}.pt" for v in ("favor", "favor_fast")
+                   if {"favor", "favor_fast"} <= set(variants)}
     for round_index in range(max(1, args.repeats)):
         for variant in variants if round_index % 2 == 0 else variants[::-1]:
-            run = run_variant(variant, media, args)
+            run = run_variant(variant, media, args, pixel_files.get(variant) if round_index == 0 else None)
             runs[variant].append(run)
             status = run.get("error") or f"{run['wall']:.2f} s, outputs {run['outputs']}"
             print(f"  round {round_index + 1} {variant}: {status}", flush=True)
@@ -644,6 +710,11 @@ def main(argv=None) -> None:
         results.append(result)
     if results:
         _report_variants(results, args)
+    if pixel_files:
+        _report_fast_pixels(pixel_files)
+    print()
+    logging.getLogger("transformers_av").setLevel(logging.ERROR)  # the stages cut the video on purpose: no warnings
+    decode_stage_ab(media, args)
     print()
     pixel_stage_ab(media, args)
     if args.json:
