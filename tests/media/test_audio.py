@@ -113,3 +113,21 @@ def test_has_audio_track_of_bytes_and_file_objects_leaves_them_readable(videos):
     with open(videos["av_mp4"], "rb") as handle:
         assert has_audio_track(handle) and handle.tell() == 0  # rewound: the same object can be decoded next
         np.testing.assert_allclose(load_audio(handle).waveform, load_audio(videos["av_mp4"]).waveform, atol=1e-6)
+
+
+def test_multichannel_track_mixed_frame_by_frame_equals_the_whole_track_mix(tmp_path):
+    """The PyAV reader mixes each decoded frame down to mono as it goes (a long stereo track is never held at full
+    width): the waveform equals the former mix of the whole decoded track (float64 mean of the channels), sample for
+    sample, on a 48 kHz stereo AAC track whose channels differ."""
+    import av
+
+    left, right = make_tone(440.0, 3.0, 48000), make_tone(660.0, 3.0, 48000, amplitude=0.2)
+    path = write_video(tmp_path / "stereo.mp4", make_frames(6, 32, 32), fps=2,
+                       audio=np.stack([left, right], axis=1), audio_sampling_rate=48000)
+    with av.open(str(path)) as container:
+        whole = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)  # fltp
+    assert whole.shape[0] == 2 and not np.array_equal(whole[0], whole[1])
+    former = resample_audio(whole.mean(axis=0, dtype=np.float64).astype(np.float32), 48000, 16000)
+    clip = load_audio(path, sampling_rate=16000)
+    assert clip.source_channels == 2 and clip.source_sampling_rate == 48000
+    np.testing.assert_array_equal(clip.waveform, former)

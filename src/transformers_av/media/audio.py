@@ -158,8 +158,7 @@ def load_audio(
             f"{type(source).__name__}"
         )
 
-    mono = data.mean(axis=0, dtype=np.float64).astype(np.float32) if data.shape[0] > 1 else data[0]
-    waveform = resample_audio(mono, rate, sampling_rate)
+    waveform = resample_audio(mix_to_mono(data)[0], rate, sampling_rate)
     truncated = False
     if max_seconds_f is not None:
         keep = int(round(max_seconds_f * sampling_rate))
@@ -189,7 +188,8 @@ def _positive_rate(value: Any, name: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# reading samples: (channels, samples) float32, the source rate and channel count, whether more samples followed
+# reading samples: (channels, samples) float32 (PyAV: already mixed to (1, samples)), the source rate and channel
+# count, whether more samples followed
 # the `max_samples_at(rate)` read, and whether the file ended early (allow_partial)
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -276,6 +276,7 @@ def _read_av_audio(
         expected = declared if limit is None or not rate else min(declared or math.inf, limit / rate)
         progress = DecodeProgress(name, expected if expected != math.inf else None, "audio")
         chunks, total, more, failure = [], 0, False, None
+        channel_counts = set()
         try:
             for frame in container.decode(stream):
                 if not rate:
@@ -283,7 +284,10 @@ def _read_av_audio(
                     limit = max_samples_at(rate)
                 chunk = _audio_frame_to_channels(frame)
                 channels = chunk.shape[0]
-                chunks.append(chunk)
+                channel_counts.add(channels)
+                # mixed down frame by frame: a long multichannel track is never held at full width (a 10-minute
+                # 48 kHz stereo track would be 230 MB, plus its concatenated copy and a float64 mean)
+                chunks.append(mix_to_mono(chunk))
                 total += chunk.shape[1]
                 progress.advance_to(total / rate)
                 if limit is not None and total >= limit:
@@ -314,7 +318,7 @@ def _read_av_audio(
             logger.warning("%s; keeping the decoded part (allow_partial=True).", message)
         if total == 0:
             raise MediaDecodeError(f"{name}: the audio track has no decodable samples (empty or corrupt)")
-        if len({c.shape[0] for c in chunks}) != 1:
+        if len(channel_counts) != 1:
             raise MediaDecodeError(f"{name}: the channel count changes inside the audio track")
         data = np.concatenate(chunks, axis=1)
         if limit is not None:
@@ -322,6 +326,12 @@ def _read_av_audio(
         return data, int(rate), int(channels), more, partial
     finally:
         container.close()
+
+
+def mix_to_mono(data: np.ndarray) -> np.ndarray:
+    """float32 ``(channels, samples)`` -> ``(1, samples)``: the mean of the channels, computed in float64 (the array
+    itself when it has one channel). Sample by sample, so mixing a track piece by piece gives the same values."""
+    return data.mean(axis=0, dtype=np.float64).astype(np.float32)[None] if data.shape[0] > 1 else data
 
 
 def _audio_frame_to_channels(frame) -> np.ndarray:
