@@ -131,3 +131,41 @@ def test_multichannel_track_mixed_frame_by_frame_equals_the_whole_track_mix(tmp_
     clip = load_audio(path, sampling_rate=16000)
     assert clip.source_channels == 2 and clip.source_sampling_rate == 48000
     np.testing.assert_array_equal(clip.waveform, former)
+
+
+def _former_resample(waveform: np.ndarray, orig: int, new: int, lowpass_filter_width: int = 6,
+                     rolloff: float = 0.99) -> np.ndarray:
+    """The resampler as it was: one conv1d over the whole zero-padded signal (kept here as the reference)."""
+    import math
+
+    gcd = math.gcd(orig, new)
+    orig_r, new_r = orig // gcd, new // gcd
+    base_freq = min(orig_r, new_r) * rolloff
+    width = int(math.ceil(lowpass_filter_width * orig_r / base_freq))
+    idx = torch.arange(-width, width + orig_r, dtype=torch.float64)[None, :] / orig_r
+    t = torch.arange(0, -new_r, -1, dtype=torch.float64)[:, None] / new_r + idx
+    t = (t * base_freq).clamp(-lowpass_filter_width, lowpass_filter_width)
+    window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t = t * math.pi
+    kernels = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, torch.ones_like(t), t))
+    kernels = (kernels * window * base_freq / orig_r).to(torch.float32)[:, None, :]
+    signal = torch.nn.functional.pad(torch.from_numpy(waveform)[None, None, :], (width, width + orig_r))
+    out = torch.nn.functional.conv1d(signal, kernels, stride=orig_r).transpose(1, 2).reshape(-1)
+    return out[: int(math.ceil(new_r * len(waveform) / orig_r))].numpy()
+
+
+@pytest.mark.parametrize(
+    "orig, new, seconds",
+    [(48000, 16000, 3), (44100, 16000, 3), (22050, 16000, 3), (48000, 16000, 10), (8000, 16000, 20)],
+)
+def test_resampler_in_blocks_is_bit_identical_to_one_conv(orig, new, seconds):
+    """Short signals take one conv1d; 10 s at 48 kHz and 20 s at 8 kHz are more than two blocks of output frames
+    (`_RESAMPLE_BLOCK_FRAMES`), done block by block: the same values bit for bit."""
+    from transformers_av.media.audio import _RESAMPLE_BLOCK_FRAMES
+
+    waveform = np.random.default_rng(0).uniform(-1, 1, seconds * orig + 17).astype(np.float32)
+    if seconds > 3:
+        assert len(waveform) // (orig // np.gcd(orig, new)) > 2 * _RESAMPLE_BLOCK_FRAMES
+    resampled = resample_audio(waveform, orig, new)
+    assert resampled.dtype == np.float32 and resampled.shape == (int(np.ceil(len(waveform) * new / orig)),)
+    np.testing.assert_array_equal(resampled, _former_resample(waveform, orig, new))

@@ -382,6 +382,11 @@ def _to_float(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+#: Output frames (groups of ``new / gcd`` samples) per conv1d call of `resample_audio` on signals longer than two of
+#: them: bounds its working memory.
+_RESAMPLE_BLOCK_FRAMES = 1 << 16
+
+
 def resample_audio(
     waveform: np.ndarray, orig_sampling_rate: int, new_sampling_rate: int, *, lowpass_filter_width: int = 6,
     rolloff: float = 0.99,
@@ -419,12 +424,26 @@ def resample_audio(
     scale = base_freq / orig_r
     kernels = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, torch.ones_like(t), t))
     kernels = (kernels * window * scale).to(torch.float32)[:, None, :]  # (new_r, 1, taps)
-    signal = torch.from_numpy(waveform)[None, None, :]
-    signal = torch.nn.functional.pad(signal, (width, width + orig_r))
-    out = torch.nn.functional.conv1d(signal, kernels, stride=orig_r)  # (1, new_r, frames)
-    out = out.transpose(1, 2).reshape(-1)
+    # the strided conv1d over the signal zero-padded by (width, width + orig_r). A long signal is done in blocks
+    # of `_RESAMPLE_BLOCK_FRAMES` output frames, each read from the part of the signal it covers and written
+    # straight into the result: one conv1d over all of it needs a working buffer of several times the signal
+    # (~150 MB more for 2 minutes at 48 kHz). Every block has the same large size (the last one padded with
+    # zeros) because conv1d picks its algorithm, and so its float rounding, by size: at that size the blocks give
+    # the values of one call bit for bit (tests/media/test_audio.py); shorter signals take one call, as before.
+    taps = kernels.shape[-1]
+    signal = torch.from_numpy(waveform)
+    frames = (length + 2 * width + orig_r - taps) // orig_r + 1
+    block = frames if frames <= 2 * _RESAMPLE_BLOCK_FRAMES else _RESAMPLE_BLOCK_FRAMES
+    result = torch.empty(-(-frames // block) * block * new_r, dtype=torch.float32)
+    for first in range(0, frames, block):
+        start, stop = first * orig_r - width, (first + block - 1) * orig_r + taps - width  # in unpadded samples
+        piece = signal[max(start, 0) : min(stop, length)][None, None, :]
+        if start < 0 or stop > length:
+            piece = torch.nn.functional.pad(piece, (max(-start, 0), max(stop - length, 0)))
+        out = torch.nn.functional.conv1d(piece, kernels, stride=orig_r)  # (1, new_r, block)
+        result[first * new_r : (first + block) * new_r] = out.transpose(1, 2).reshape(-1)
     target = int(math.ceil(new_r * length / orig_r))
-    return out[:target].numpy().copy()
+    return result[:target].numpy()
 
 
 def _resample_swr(waveform: np.ndarray, orig: int, new: int) -> np.ndarray:  # pragma: no cover - rare rate pairs
