@@ -34,6 +34,10 @@ preprocessing; the model is never run):
                   and `CLIPImageProcessorPil` resizing each frame to 224x224 (bicubic, no crop, CLIP mean/std; the
                   torchvision `CLIPImageProcessor` is unavailable without torchvision).
 
+What the fast decode changes: the mean and max |delta| of its pixel values against exact mode's (first round, whole
+file), and the logits of a tiny random-weight video-SALMONN (`TINY_MODELS["tiny-video-salmonn"]`, seed 0) on the
+first `--logit-seconds` of the file processed both ways (max |delta|, next to what setting every pixel to 0 changes).
+
 The stages, A vs B (always run after the variants, or alone with `--stage-only`), each in one process, interleaved
 over `--stage-rounds` rounds (the order alternating each round); printed: each side's min and median time and the
 min and median of the per-round ratios A/B; the outputs of A and B must be bit-identical (checked):
@@ -425,6 +429,37 @@ def decode_stage_ab(media: Path, args) -> None:
     )
 
 
+def fast_logits_effect(media, args) -> None:
+    """What the fast decode changes downstream: the logits of a tiny random-weight video-SALMONN
+    (`presets.tiny.TINY_MODELS["tiny-video-salmonn"]`, seed 0) on the first `--logit-seconds` of the file, processed
+    in exact and in fast mode (one forward pass each)."""
+    import torch
+
+    from transformers_av.presets.tiny import TINY_MODELS
+
+    torch.manual_seed(0)
+    model, processor = TINY_MODELS["tiny-video-salmonn"].build()
+    model.eval()
+    logits = {}
+    for decode in ("exact", "fast", "blank"):  # blank: exact mode's batch with every pixel value set to 0, for scale
+        batch = processor(text=QUESTION, videos=str(media),
+                          videos_kwargs={"decode": "fast" if decode == "fast" else "exact",
+                                         "max_seconds": args.logit_seconds})
+        if decode == "blank":
+            batch["pixel_values_videos"].zero_()
+        with torch.no_grad():
+            logits[decode] = model(**batch).logits.float()
+
+    def max_delta(other: str) -> float:
+        delta = (logits[other] - logits["exact"]).abs()
+        return float(delta[torch.isfinite(delta)].max())
+
+    print(f"fast vs exact logits of tiny-video-salmonn (random weights, seed 0) on the first {args.logit_seconds:g} s "
+          f"({logits['exact'].shape[1]} positions x {logits['exact'].shape[2]} vocabulary): max |delta| "
+          f"{max_delta('fast'):.3g} (for scale: all pixel values set to 0 change them by {max_delta('blank'):.3g}); "
+          f"same argmax at {(logits['fast'].argmax(-1) == logits['exact'].argmax(-1)).float().mean():.1%} of positions")
+
+
 def whole_batch_pixels(frames, size: int = 224):
     """(B) The former conversion: every frame of the batch to float at once, then bicubic resize and normalisation."""
     import torch
@@ -595,6 +630,8 @@ def parse_args(argv=None):
     parser.add_argument("--stage-frames", type=int, help="frames of the pixel-stage A/B (default 64; --quick 16)")
     parser.add_argument("--stage-seconds", type=float, help="seconds of the decode-stage A/B (default 30; --quick 5)")
     parser.add_argument("--stage-only", action="store_true", help="only the stage A/Bs, no variants")
+    parser.add_argument("--logit-seconds", type=float, help="seconds of the file the fast-vs-exact logits are "
+                        "compared on (default 10; --quick 5)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--keep-pixels", help=argparse.SUPPRESS)  # where a worker saves its pixel values
@@ -603,7 +640,7 @@ def parse_args(argv=None):
     quick = args.quick
     for name, full, small in (("seconds", 600.0, 10.0), ("height", 720, 360), ("width", 1280, 640),
                               ("source_fps", 30.0, 25.0), ("stage_rounds", 5, 2), ("stage_frames", 64, 16),
-                              ("stage_seconds", 30.0, 5.0)):
+                              ("stage_seconds", 30.0, 5.0), ("logit_seconds", 10.0, 5.0)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     if args.unique_seconds is None:
@@ -717,6 +754,8 @@ def main(argv=None) -> None:
     decode_stage_ab(media, args)
     print()
     pixel_stage_ab(media, args)
+    print()
+    fast_logits_effect(media, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()},
                                                "media": str(media), "results": results}, indent=2))

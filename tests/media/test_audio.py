@@ -169,3 +169,21 @@ def test_resampler_in_blocks_is_bit_identical_to_one_conv(orig, new, seconds):
     resampled = resample_audio(waveform, orig, new)
     assert resampled.dtype == np.float32 and resampled.shape == (int(np.ceil(len(waveform) * new / orig)),)
     np.testing.assert_array_equal(resampled, _former_resample(waveform, orig, new))
+
+
+def test_whisper_features_one_piece_at_a_time_equal_one_call_on_all_pieces():
+    """The processor gives Whisper each 30 s piece of a long track in its own call (bounded working memory): the
+    features equal one call on all the pieces (the former), piece for piece."""
+    from transformers_av.presets.tiny import tiny_processor
+
+    processor = tiny_processor(image_size=28)
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(16000 * 65)).astype(np.float32)  # 3 pieces, the last one short
+    batch = processor(text="q", audio=wave, sampling_rate=16000)
+    chunk = 30 * 16000
+    former = processor.feature_extractor(
+        [wave[s : s + chunk] for s in range(0, len(wave), chunk)], sampling_rate=16000, padding="max_length",
+        max_length=chunk, return_attention_mask=True, return_tensors="pt",
+    )
+    assert torch.equal(batch["input_features"][0], torch.cat(list(former["input_features"]), dim=-1))
+    assert torch.equal(batch["input_features_mask"][0], torch.cat(list(former["attention_mask"]), dim=-1).bool())

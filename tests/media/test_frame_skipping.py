@@ -217,3 +217,4 @@ def test_bad_decode_mode_is_named(clip):
         video.load_video(path, decode="quick")
     with pytest.raises(ValueError, match="`decode` must be one of"):
         tiny_processor(image_size=28)(text="q", videos=path, videos_kwargs={"decode": "quick"})
+

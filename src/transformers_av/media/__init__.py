@@ -1,7 +1,7 @@
 """Decoding real media for the processors -- no model knowledge here.
 
 * `video`: `load_video` -> `VideoClip` (streaming decode; samplers in `frame_sampling`, per-frame conversion in
-  `frame_conversion`);
+  `frame_conversion`, frames nothing needs left undecoded by `frame_skipping`);
 * `audio`: `load_audio` -> `AudioClip`, `has_audio_track`, `resample_audio`;
 * `image`: `load_image` (every Pillow mode on its own scale);
 * `probe`: `probe_media` / `find_bad_media`, checking files up front (what `transformers-av validate-data` runs);

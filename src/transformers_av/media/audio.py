@@ -275,7 +275,11 @@ def _read_av_audio(
         declared = None if declared is None else float(declared)
         expected = declared if limit is None or not rate else min(declared or math.inf, limit / rate)
         progress = DecodeProgress(name, expected if expected != math.inf else None, "audio")
-        chunks, total, more, failure = [], 0, False, None
+        # the samples go into one array sized from the declared duration (+1 s), doubled if it runs out: the track
+        # is never held twice (a list of frames and their concatenation)
+        samples = np.empty(int(((expected if expected not in (None, math.inf) else 60.0) + 1) * (rate or 48000)),
+                           dtype=np.float32)
+        total, more, failure = 0, False, None
         channel_counts = set()
         try:
             for frame in container.decode(stream):
@@ -286,8 +290,10 @@ def _read_av_audio(
                 channels = chunk.shape[0]
                 channel_counts.add(channels)
                 # mixed down frame by frame: a long multichannel track is never held at full width (a 10-minute
-                # 48 kHz stereo track would be 230 MB, plus its concatenated copy and a float64 mean)
-                chunks.append(mix_to_mono(chunk))
+                # 48 kHz stereo track would be 230 MB, plus a float64 mean)
+                if total + chunk.shape[1] > samples.shape[0]:
+                    samples.resize(max(2 * samples.shape[0], total + chunk.shape[1]), refcheck=False)
+                samples[total : total + chunk.shape[1]] = mix_to_mono(chunk)[0]
                 total += chunk.shape[1]
                 progress.advance_to(total / rate)
                 if limit is not None and total >= limit:
@@ -320,10 +326,8 @@ def _read_av_audio(
             raise MediaDecodeError(f"{name}: the audio track has no decodable samples (empty or corrupt)")
         if len(channel_counts) != 1:
             raise MediaDecodeError(f"{name}: the channel count changes inside the audio track")
-        data = np.concatenate(chunks, axis=1)
-        if limit is not None:
-            data = data[:, :limit]
-        return data, int(rate), int(channels), more, partial
+        samples.resize(total if limit is None else min(total, limit), refcheck=False)  # in place
+        return samples[None], int(rate), int(channels), more, partial
     finally:
         container.close()
 

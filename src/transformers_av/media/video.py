@@ -1,7 +1,9 @@
 """Decode and sample a video: `load_video` -> `VideoClip`, sampled RGB frames with their timestamps.
 
 Decoding **streams**: frames are decoded one after another and only the sampled ones are kept (converted to RGB,
-optionally downscaled right away with ``size=``, then transformed; see `frame_conversion`). Three samplers (described
+optionally downscaled right away with ``size=``, then transformed or written into their row by a `FrameWriter`; see
+`frame_conversion`). Non-reference frames that the sampler will not keep are not decoded at all (`frame_skipping`):
+the kept frames stay bit-identical to a full decode. ``decode="fast"`` trades exactness for speed (see `load_video`). Three samplers (described
 in `frame_sampling`): ``sampling="fps"`` (default, one frame every ``1 / fps`` s), ``"clip_ends"`` (the official
 video-SALMONN / FAVOR sampler: first and last frame of each 1 s clip, at most 60 clips) and ``"uniform"``
 (``num_frames`` frames spread over the whole clip, as in the Audio-Visual LLM).

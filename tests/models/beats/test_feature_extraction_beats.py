@@ -57,3 +57,18 @@ def test_extractor_inputs_and_sampling_rate():
         assert torch.equal(out, reference)
     with pytest.raises(ValueError, match="mono"):
         extractor([np.zeros((2, 16000), dtype=np.float32)], sampling_rate=16000)
+
+
+def test_long_waveform_fbank_in_blocks_equals_all_frames_at_once(monkeypatch):
+    """`kaldi_fbank` does a waveform longer than two blocks block by block (bounded memory; blocks shrunk to 512
+    frames here): the same values bit for bit as all frames at once (the former computation, `_fbank_frames`)."""
+    from transformers_av.models.beats import feature_extraction_beats as fbank_module
+
+    monkeypatch.setattr(fbank_module, "_FBANK_BLOCK_FRAMES", 512)
+    waveform = torch.from_numpy(np.random.default_rng(0).standard_normal(16000 * 20 + 123).astype(np.float32)) * 3000
+    frames = 1 + (waveform.numel() - 400) // 160
+    assert frames > 2 * 512 and frames % 512  # several blocks, the last one padded
+    blocked = fbank_module.kaldi_fbank(waveform)
+    whole = fbank_module._fbank_frames(waveform, 128, 16000.0, 400, 160, 20.0, 0.0, 0.97, None)
+    assert blocked.shape == (frames, 128)
+    assert torch.equal(blocked, whole)

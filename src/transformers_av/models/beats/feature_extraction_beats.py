@@ -81,10 +81,44 @@ def kaldi_fbank(
         raise ValueError(f"kaldi_fbank expects a 1-D waveform, got shape {tuple(waveform.shape)}")
     window_shift = int(sample_frequency * frame_shift_ms * 0.001)
     window_size = int(sample_frequency * frame_length_ms * 0.001)
-    padded_window_size = 1 << (window_size - 1).bit_length()  # round_to_power_of_two
     if waveform.numel() < window_size:
         return waveform.new_zeros(0, num_mel_bins)
+    options = (num_mel_bins, sample_frequency, window_size, window_shift, low_freq, high_freq,
+               preemphasis_coefficient, mel_banks)
+    num_frames = 1 + (waveform.numel() - window_size) // window_shift
+    if num_frames <= 2 * _FBANK_BLOCK_FRAMES:
+        return _fbank_frames(waveform, *options)
+    # A long waveform in blocks of `_FBANK_BLOCK_FRAMES` frames written into the result: all frames at once need
+    # ~10 float copies of the framed signal (~550 MB for 10 minutes). Every block has the same size (the last one
+    # zero-padded): each frame's value is then computed exactly as in one call (tests/models/beats).
+    result = waveform.new_empty(num_frames, num_mel_bins)
+    span = (_FBANK_BLOCK_FRAMES - 1) * window_shift + window_size  # the samples of a block's frames
+    for first in range(0, num_frames, _FBANK_BLOCK_FRAMES):
+        piece = waveform[first * window_shift : first * window_shift + span]
+        if piece.numel() < span:
+            piece = torch.nn.functional.pad(piece, (0, span - piece.numel()))
+        count = min(_FBANK_BLOCK_FRAMES, num_frames - first)
+        result[first : first + count] = _fbank_frames(piece, *options)[:count]
+    return result
 
+
+#: Frames per block of `kaldi_fbank` on waveforms longer than two blocks (8,192 frames: 82 s at 16 kHz).
+_FBANK_BLOCK_FRAMES = 8192
+
+
+def _fbank_frames(
+    waveform: torch.Tensor,
+    num_mel_bins: int,
+    sample_frequency: float,
+    window_size: int,
+    window_shift: int,
+    low_freq: float,
+    high_freq: float,
+    preemphasis_coefficient: float,
+    mel_banks: torch.Tensor | None,
+) -> torch.Tensor:
+    """`kaldi_fbank` of every frame of `waveform` at once."""
+    padded_window_size = 1 << (window_size - 1).bit_length()  # round_to_power_of_two
     # snip_edges: only frames that fit entirely
     frames = waveform.unfold(0, window_size, window_shift)  # (m, window_size)
     frames = frames - frames.mean(dim=1).unsqueeze(1)  # remove DC offset

@@ -328,15 +328,18 @@ class FavorProcessor(AudioVisualProcessorMixin):
             if wave is None:
                 chunked.append(None)
                 continue
-            pieces = [wave[start : start + chunk] for start in range(0, len(wave), chunk)]
-            # each 30 s piece is a separate Whisper input, normalised on its own, as Whisper was trained
-            features = self.feature_extractor(
-                pieces, sampling_rate=SAMPLING_RATE, padding="max_length", max_length=chunk,
-                return_attention_mask=True, return_tensors="pt",
-            )
+            # each 30 s piece is a separate Whisper input, normalised on its own, as Whisper was trained; one call
+            # per piece (the same values): a call's STFT works on all its pieces at once, ~10 MB per piece
+            pieces = [
+                self.feature_extractor(
+                    [wave[start : start + chunk]], sampling_rate=SAMPLING_RATE, padding="max_length", max_length=chunk,
+                    return_attention_mask=True, return_tensors="pt",
+                )
+                for start in range(0, len(wave), chunk)
+            ]
             chunked.append((
-                torch.cat(list(features["input_features"]), dim=-1),  # (80, 3000 * K)
-                torch.cat(list(features["attention_mask"]), dim=-1).bool(),  # (3000 * K,)
+                torch.cat([piece["input_features"][0] for piece in pieces], dim=-1),  # (80, 3000 * K)
+                torch.cat([piece["attention_mask"][0] for piece in pieces], dim=-1).bool(),  # (3000 * K,)
             ))
         bins = self.feature_extractor.feature_size
         longest = max(f.shape[-1] for f, _ in filter(None, chunked))
