@@ -51,7 +51,8 @@ min and median of the per-round ratios A/B; the outputs of A and B must be bit-i
                 buffer -- and (B) the former whole-batch conversion (`permute().float() / 255`, bicubic
                 `interpolate`, CLIP normalisation; kept below as `whole_batch_pixels`) process them in batches of 16.
 
-Reported per variant: wall time; throughput (seconds of media per second of wall time); stage times (video decode,
+Reported per variant: wall time; CPU time (all threads; on a shared machine it moves much less than wall time);
+throughput (seconds of media per second of wall time); stage times (video decode,
 audio decode, frames -> pixel values, Whisper, BEATs; "other" is tokenisation, padding, copies); peak RSS of the
 subprocess and "extra" (peak minus the RSS after setup and warm-up: what processing the file costs); then the ratios
 a/b against `transformers` (time < 1: (a) is faster; memory < 1: (a) uses less). The driver polls each subprocess's
@@ -239,6 +240,13 @@ def _rss_bytes() -> int:
     return 0
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process, all its threads (the decoder's included), user + system: on a shared machine it
+    moves much less than wall time with the other processes' load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
@@ -359,9 +367,11 @@ def worker(args) -> None:
         stages.seconds.clear()
         result["threads"] = torch.get_num_threads()
         result["rss_before"] = _rss_bytes()
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         result["outputs"] = run(Path(args.media))
         result["wall"] = time.perf_counter() - start
+        result["cpu"] = _cpu_seconds() - cpu_start
         result["stages"] = stages.seconds
         if args.keep_pixels and getattr(run, "pixels", None) is not None:
             torch.save(run.pixels, args.keep_pixels)
@@ -392,17 +402,22 @@ def interleaved_ab(title: str, sides: dict, rounds: int, same) -> None:
     same(*outputs)
     del outputs
     times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu_times: dict[str, list[float]] = {name: [] for name in sides}
     for round_index in range(rounds):
         for name in list(sides) if round_index % 2 == 0 else list(sides)[::-1]:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), _cpu_seconds()
             sides[name]()
             times[name].append(time.perf_counter() - start)
+            cpu_times[name].append(_cpu_seconds() - cpu_start)
     ratios = [a / b for a, b in zip(*times.values())]
+    cpu_ratios = [a / b for a, b in zip(*cpu_times.values())]
     print(f"{title}, {rounds} interleaved rounds (outputs bit-identical):")
     for name, seconds in times.items():
-        print(f"  {name}: min {min(seconds):.3f} s, median {statistics.median(seconds):.3f} s")
+        print(f"  {name}: min {min(seconds):.3f} s, median {statistics.median(seconds):.3f} s "
+              f"(CPU time median {statistics.median(cpu_times[name]):.3f} s)")
     print(f"  A/B time ratio: min {min(ratios):.3f}, median {statistics.median(ratios):.3f} "
-          f"(B/A speed-up: median {statistics.median(1 / r for r in ratios):.2f}x)")
+          f"(B/A speed-up: median {statistics.median(1 / r for r in ratios):.2f}x); CPU time ratio: min "
+          f"{min(cpu_ratios):.3f}, median {statistics.median(cpu_ratios):.3f}")
 
 
 def decode_stage_ab(media: Path, args) -> None:
@@ -574,27 +589,28 @@ def machine_lines(args) -> list[str]:
 
 def format_table(results: list[dict], seconds: float) -> str:
     stage_names = ["video decode", "audio decode", "frames -> pixels", "whisper", "beats"]
-    header = (["variant", "wall s", "media s/s"] + [s for s in stage_names] + ["other", "peak MiB", "extra MiB",
-              "time a/b", "peak a/b", "extra a/b"])
+    header = (["variant", "wall s", "cpu s", "media s/s"] + [s for s in stage_names] + ["other", "peak MiB",
+              "extra MiB", "time a/b", "cpu a/b", "peak a/b", "extra a/b"])
     base = next((r for r in results if r["variant"] == "transformers" and "error" not in r), None)
     rows = []
     for r in results:
         if "error" in r:
             failed = "OOM" if r["error"].startswith("out of memory") else "failed"
-            rows.append([r["variant"], failed, "-"] + ["-"] * (len(stage_names) + 1)
-                        + [_mib(r["peak"]) if "peak" in r else "-", "-", "-", "-", "-"])
+            rows.append([r["variant"], failed, "-", "-"] + ["-"] * (len(stage_names) + 1)
+                        + [_mib(r["peak"]) if "peak" in r else "-", "-", "-", "-", "-", "-"])
             continue
         stages = r["stages"]
         other = r["wall"] - sum(stages.values())
         extra = r["peak"] - r["rss_before"]
-        row = [r["variant"], f"{r['wall']:.2f}", f"{seconds / r['wall']:.1f}"]
+        row = [r["variant"], f"{r['wall']:.2f}", f"{r['cpu']:.2f}", f"{seconds / r['wall']:.1f}"]
         row += [f"{stages[s]:.2f}" if s in stages else "-" for s in stage_names] + [f"{other:.2f}"]
         row += [_mib(r["peak"]), _mib(extra)]
         if base is not None:
             base_extra = base["peak"] - base["rss_before"]
-            row += [f"{r['wall'] / base['wall']:.2f}", f"{r['peak'] / base['peak']:.2f}", f"{extra / base_extra:.2f}"]
+            row += [f"{r['wall'] / base['wall']:.2f}", f"{r['cpu'] / base['cpu']:.2f}", f"{r['peak'] / base['peak']:.2f}",
+                    f"{extra / base_extra:.2f}"]
         else:
-            row += ["-", "-", "-"]
+            row += ["-", "-", "-", "-"]
         rows.append(row)
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     lines = ["  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
@@ -666,14 +682,17 @@ def parse_args(argv=None):
 def _report_variants(results: list[dict], args) -> None:
     print()
     print(format_table(results, args.seconds))
-    print("a/b: each variant against `transformers` (time: wall time; peak: peak RSS; extra: peak RSS minus the RSS "
-          "after setup and warm-up).")
+    print("a/b: each variant against `transformers` (time: wall time; cpu: CPU time of the process, all threads; peak: "
+          "peak RSS; extra: peak RSS minus the RSS after setup and warm-up). Stages nest (video decode includes the "
+          "pixels of the frames converted as they are decoded), so `other` can be negative.")
     done = [r for r in results if "error" not in r]
     for r in done:
         if r["variant"] != "transformers" and r["round_ratios"]:
             ratios = r["round_ratios"]
-            print(f"{r['variant']} / transformers wall time over {len(ratios)} interleaved rounds: "
-                  f"min {min(ratios):.3f}, median {statistics.median(ratios):.3f}")
+            cpu = r["round_cpu_ratios"]
+            print(f"{r['variant']} / transformers over {len(ratios)} interleaved rounds: wall time min "
+                  f"{min(ratios):.3f}, median {statistics.median(ratios):.3f}; CPU time min {min(cpu):.3f}, median "
+                  f"{statistics.median(cpu):.3f}")
     frames = {r["outputs"]["frames"] for r in done}
     chunks = {r["outputs"]["whisper_chunks"] for r in done}
     if len(frames) > 1 or len(chunks) > 1:
@@ -737,11 +756,14 @@ def main(argv=None) -> None:
         if good:
             result = dict(good[0])
             result["wall"] = statistics.median(r["wall"] for r in good)
+            result["cpu"] = statistics.median(r["cpu"] for r in good)
             result["peak"] = max(r["peak"] for r in good)
             result["rss_before"] = min(r["rss_before"] for r in good)
             base = runs.get("transformers", [])
             result["round_ratios"] = [r["wall"] / b["wall"] for r, b in zip(runs[variant], base)
                                       if "error" not in r and "error" not in b]
+            result["round_cpu_ratios"] = [r["cpu"] / b["cpu"] for r, b in zip(runs[variant], base)
+                                          if "error" not in r and "error" not in b]
         else:
             result = runs[variant][0]
         results.append(result)

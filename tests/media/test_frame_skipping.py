@@ -201,8 +201,10 @@ def test_fast_decode_keeps_the_sampler_frames_with_close_pixels(clip):
     pixels = processor.image_processor.preprocess_frames
     exact_pixels = processor(text="q", videos=path)["pixel_values_videos"][0]
     fast_pixels = processor(text="q", videos=path, videos_kwargs={"decode": "fast"})["pixel_values_videos"][0]
-    # fast mode is what it says: the frames decoded without deblocking, resized by FFmpeg, then normalised
+    # fast mode is what it says: the frames decoded without deblocking, resized by FFmpeg, then normalised; the
+    # keyword reaches the video settings flat too, as transformers routes the kwargs a modality declares
     assert torch.equal(fast_pixels, pixels(fast.frames))
+    assert torch.equal(processor(text="q", videos=path, decode="fast")["pixel_values_videos"][0], fast_pixels)
     deblocked = pixels(video.load_video(path, fps=2, size=(28, 28)).frames)
     assert 0 < (fast_pixels - deblocked).abs().mean() < 0.1
     delta = (fast_pixels - exact_pixels).abs().mean()
