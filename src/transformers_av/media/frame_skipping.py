@@ -88,7 +88,10 @@ def decode_needed_frames(container: Any, stream: Any, needs: FrameNeed | None) -
             return
         packet = window.popleft()
         skip = False
-        if packet.pts is not None:  # (the demuxer's last, empty packet has none: it flushes the decoder)
+        # (the demuxer's last, empty packet has no pts: it flushes the decoder.) Nothing is skipped before the
+        # decoder's first frame: frames it would drop anyway (those before the first keyframe it can decode from)
+        # must not be counted in the indices as skipped ones
+        if packet.pts is not None and decoded > 0:
             below = bisect.bisect_left(seen, packet.pts)
             above = bisect.bisect_right(seen, packet.pts)
             before = seconds(seen[below - 1]) if below > 0 else None
