@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("av")
-pytest.importorskip("soundfile")
 
 from transformers_av.media import (  # noqa: E402
     NoAudioTrackError,

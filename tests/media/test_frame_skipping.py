@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-av = pytest.importorskip("av")
+import av
 
 from transformers_av.media import frame_skipping, video  # noqa: E402
 from transformers_av.media.frame_sampling import _ClipEndsSampler, _FpsSampler, clip_ends_timepoints  # noqa: E402

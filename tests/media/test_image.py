@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("PIL")
 
 from PIL import Image  # noqa: E402
 

@@ -9,7 +9,6 @@ import tracemalloc
 import numpy as np
 import pytest
 
-pytest.importorskip("av")
 
 from transformers_av.media import frame_conversion, load_video, progress  # noqa: E402
 from transformers_av.synthetic.media import make_frames, write_video  # noqa: E402

@@ -13,8 +13,6 @@ import threading
 import numpy as np
 import pytest
 
-pytest.importorskip("av")
-pytest.importorskip("PIL")
 
 from PIL import Image  # noqa: E402
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av")
+import av
 
 from transformers_av.media import MediaDecodeError, load_audio, load_video  # noqa: E402
 from transformers_av.synthetic.media import make_frames, make_tone, write_video  # noqa: E402

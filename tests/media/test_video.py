@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-av = pytest.importorskip("av")
-pytest.importorskip("soundfile")
-pytest.importorskip("PIL")
+import av
 
 from PIL import Image  # noqa: E402
 

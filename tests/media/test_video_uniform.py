@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-av = pytest.importorskip("av")
+import av
 
 from transformers_av.media import MediaDecodeError, load_video  # noqa: E402
 from transformers_av.synthetic.media import write_video  # noqa: E402

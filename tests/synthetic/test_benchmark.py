@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("av")
 
 from transformers_av.evaluation.scoring import exact_match  # noqa: E402
 from transformers_av.media import load_audio, load_video  # noqa: E402

@@ -7,9 +7,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av")
-sf = pytest.importorskip("soundfile")
-pytest.importorskip("PIL")
+import av
+import soundfile as sf
 
 from transformers_av.synthetic.media import (  # noqa: E402
     DEFAULT_PALETTE,

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-pytest.importorskip("av")
 
 from transformers_av.cli import main  # noqa: E402
 from transformers_av.evaluation import get_task  # noqa: E402

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("av")
 
 from transformers_av.presets.tiny import tiny_av_llm_config, tiny_av_llm_processor, tiny_processor  # noqa: E402
 from transformers_av.presets.tiny import tiny_favor_config  # noqa: E402
