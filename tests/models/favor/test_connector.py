@@ -122,7 +122,7 @@ def test_qformer_in_groups_of_windows_equals_the_per_resolution_loop(group_token
     and two windows, the first one across the two samples): same outputs as the one-pass reference, padding masks
     sliced with the windows (sample 2 is mostly padding)."""
     connector = make_connector(causal_attention="future")
-    connector.qformer.max_group_elements = group_tokens * connector.config.joint_feature_size
+    connector.qformer.max_group_tokens = group_tokens
     tokens, counts = joint_tokens(connector, [25, 8])  # 2 samples x 3 coarse windows of 10 frames
     seen = []  # tokens of every group the Q-Former runs over
     run = connector.qformer._run
@@ -134,3 +134,52 @@ def test_qformer_in_groups_of_windows_equals_the_per_resolution_loop(group_token
     monkeypatch.setattr(connector.qformer, "_run", recording)
     assert_same(connector(tokens, counts), per_resolution_connector(connector, tokens, counts))
     assert seen == group_sizes
+
+
+@pytest.mark.parametrize("causal", ["future", "none"])
+@torch.inference_mode()
+def test_outputs_do_not_depend_on_the_group_size(causal):
+    """Each group is LayerNorm'd and projected on its own; every operation is per token row or per window, so the
+    outputs are those of one group. Only the BLAS may block a matmul differently for another number of rows: 0 on
+    this machine (MKL), 1e-6 allowed (activations are O(1))."""
+    connector = make_connector(causal_attention=causal)
+    tokens, counts = joint_tokens(connector, [63, 25])  # 2 samples x 7 coarse windows of 320 tokens
+    connector.qformer.max_group_tokens = 7 * 2 * 320
+    whole = connector(tokens, counts)
+    for group_tokens in (320, 960, 1300):
+        connector.qformer.max_group_tokens = group_tokens
+        grouped = connector(tokens, counts)
+        torch.testing.assert_close(grouped.embeds, whole.embeds, atol=1e-6, rtol=0)
+        for a, b in zip(grouped.resolution_outputs, whole.resolution_outputs):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        torch.testing.assert_close(grouped.diversity_loss, whole.diversity_loss, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("causal", ["future", "none"])
+def test_gradients_in_groups_equal_the_per_resolution_loop(causal):
+    """With a gradient to carry, the projections move from one resolution's position table to the next out of place
+    (autograd saved the previous resolution's views) instead of in place: same values as under inference_mode, and
+    the gradients of the input and of every connector weight are those of the plain per-resolution loop."""
+    connector = make_connector(causal_attention=causal)
+    connector.qformer.max_group_tokens = 640  # 2 groups per sample, one across the two samples
+    tokens, counts = joint_tokens(connector, [25, 8])
+    weights = torch.randn(connector(tokens, counts).embeds.shape, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for run in (connector, per_resolution_connector):
+        connector.zero_grad()
+        inputs = tokens.clone().requires_grad_(True)
+        output = run(connector, inputs, counts) if run is per_resolution_connector else run(inputs, counts)
+        ((output.embeds * weights).sum() + output.diversity_loss).backward()
+        # the audio projections run before the connector's forward (in the model): they get no gradient here
+        grads.append({"input": inputs.grad, **{n: p.grad for n, p in connector.named_parameters() if p.grad is not None}})
+        if run is connector:
+            with torch.inference_mode():  # in place: bit for bit the same additions
+                assert torch.equal(connector(tokens, counts).embeds, output.embeds.detach())
+    batched, loop = grads
+    assert batched.keys() == loop.keys()
+    assert {"layer_norm.weight", "position_embedding.weight", "query_tokens.0", "projection.weight"} <= loop.keys()
+    for name, expected in loop.items():
+        # the paths differ in summation order only: ATOL of each tensor's largest gradient (they reach ~2e3: the
+        # LayerNorm of the all-zero padding rows divides by sqrt(eps); measured <= 9e-7 of it)
+        scale = max(1.0, float(expected.abs().max()))
+        torch.testing.assert_close(batched[name], expected, atol=ATOL * scale, rtol=0, msg=name)

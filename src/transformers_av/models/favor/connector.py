@@ -70,8 +70,9 @@ class FavorConnector(nn.Module):
             joint_tokens = nn.functional.pad(joint_tokens, (0, 0, 0, 0, 0, padded - num_frames))
         joint_tokens = joint_tokens[:, :padded]
 
-        # (B, T', N, F) -> (B * T' * N, F): ONE LayerNorm'd copy of the features, read by every resolution
-        features = self.layer_norm(joint_tokens.reshape(-1, width))
+        # (B, T', N, F) -> (B * T' * N, F), a view: every resolution reads the same tokens, which the Q-Former
+        # LayerNorms one group of windows at a time
+        features = joint_tokens.reshape(-1, width)
         frame_valid = frame_validity(frame_counts.to(joint_tokens.device), padded)  # (B, T')
         frames_per_window = [k for k, _ in resolutions]
         window_lengths = [k * tokens_per_frame for k in frames_per_window]
@@ -84,7 +85,7 @@ class FavorConnector(nn.Module):
             tokens_per_frame=tokens_per_frame,
             causal_attention=config.causal_attention,
         )
-        qformer_output = self.qformer(list(self.query_tokens), windows, output_attentions)
+        qformer_output = self.qformer(list(self.query_tokens), windows, output_attentions, feature_norm=self.layer_norm)
         # (W_r, N_r, H) -> (B, C_max, H): W_r * N_r = B * C_max for every resolution
         outputs = [out.reshape(batch_size, -1, out.shape[-1]) for out in qformer_output.last_hidden_state]
         if config.masked_resolutions:  # video-SALMONN Table 5: one resolution's output queries zeroed

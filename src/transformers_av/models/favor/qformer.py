@@ -7,17 +7,21 @@ self-attention over the window's input features and uses its output as keys/valu
 
 What the resolutions share is computed once. Resolution r reads the same LayerNorm'd features x, plus the position
 row p of each token's index inside its own window. The first thing any layer does with them is a linear map W, and
-W (x + p) + b = (W x + b) + W p: so every layer projects the features ONCE (the big product, tokens x F x F) and each
-resolution adds its small projected position table W p_r (window length x F), broadcast over its windows. (The
-identity needs the positions added after the LayerNorm, which is what the official model does; the frame-level
-block's own output LayerNorm comes after the attention and is not crossed.) Everything after that first projection
-depends on the window cut and runs per resolution, on views of the shared tensors (no stacking, no copies of the
-features per resolution). In the frame-level block a frame only ever attends one side of itself, so the attention
-runs frame by frame on the keys it may see (a contiguous slice of its window), computing only the allowed blocks of
-the block-triangular mask instead of masking the forbidden ones. The first layer's queries are the same in every
-window; they stay one row until the cross-attention makes them differ. Windows never see each other, so long videos
-run as consecutive groups of whole windows (`CausalQFormer.max_group_elements`): time and memory stay linear in
-video length, and the memory on top of the input and output stays bounded.
+W (x + p) + b = (W x + b) + W p: so every layer projects the features ONCE per projection (the big product, tokens x
+F x F, accumulated onto resolution 0's projected position table W p_0 + b) and moving on to resolution r adds the
+small difference W p_r - W p_(r-1) (window length x F, broadcast over the windows) to that same buffer, in place when
+no gradient flows through it. (The identity needs the positions added after the LayerNorm, which is what the official
+model does; the frame-level block's own output LayerNorm comes after the attention and is not crossed.) Everything
+after that first projection depends on the window cut and runs per resolution, on views of the shared buffers (no
+copies of the features per resolution). In the frame-level block a frame only ever attends one side of itself, so
+the attention runs frame by frame on the keys it may see (a contiguous slice of its window), computing only the
+allowed blocks of the block-triangular mask instead of masking the forbidden ones, each frame's context written
+straight into its rows. The first layer's queries are the same in every window; they stay one row until the
+cross-attention makes them differ. Windows never see each other, so long videos run as consecutive groups of whole
+windows (`CausalQFormer.max_group_tokens`), each LayerNorm'd on its own: time grows linearly with video length, and
+the memory on top of the input and the (small) output is bounded by the group size. Every intermediate is released as
+soon as it is consumed (a group holds its features, one buffer per projection and one attention's worth of
+temporaries), so the peak stays a few times the group's features.
 """
 
 from __future__ import annotations
@@ -84,10 +88,11 @@ def qformer_attention_function(config, output_attentions: bool = False):
 
 @dataclass
 class QFormerWindows:
-    """The Q-Former's view of the window features: one LayerNorm'd copy shared by every resolution.
+    """The Q-Former's view of the window features: one copy shared by every resolution.
 
-    features: (W * L, F) LayerNorm'd joint tokens of every window, in time order (sample-major), L the coarsest
-        window's token count; resolution r reads them as (W_r, L_r, F) windows of L_r = k_r * tokens_per_frame.
+    features: (W * L, F) joint tokens of every window, in time order (sample-major), L the coarsest window's token
+        count; resolution r reads them as (W_r, L_r, F) windows of L_r = k_r * tokens_per_frame. LayerNorm'd when the
+        layers read them (`CausalQFormer.forward` normalises each group with its `feature_norm`).
     positions: per resolution, (L_r, F) position-table rows of the token indices inside one of its windows.
     window_lengths: L_r, tokens per window of each resolution.
     key_padding: per resolution, (W_r, 1, 1, L_r) additive cross-attention mask (padding frames get the dtype's
@@ -194,22 +199,42 @@ class QFormerAttention(nn.Module):
     def project_windows(
         self, projections: list[nn.Linear], windows: QFormerWindows
     ) -> Iterator[list[torch.Tensor]]:
-        """Yield, per resolution, each of `projections` applied to its windows' position-embedded features
-        (W_r, L_r, D): W (x + p_r) + b computed as (W x + b), once for all resolutions, plus W p_r. The projections
-        run as one matmul (their weights stacked); the results are views of one tensor."""
-        weight, bias, widths = _stacked(projections)
-        shared = nn.functional.linear(windows.features, weight, bias)  # (W * L, sum of widths)
-        for r, positions in enumerate(windows.positions):
-            projected = windows.windows_of(shared, r) + nn.functional.linear(positions, weight)
-            yield list(projected.split(widths, dim=-1))
+        """Yield, resolution after resolution, each of `projections` applied to that resolution's position-embedded
+        windows: a list of (W_r, L_r, D) tensors, W (x + p_r) + b.
+
+        Each projection runs ONE product over the shared features, (W x) + (b + W p_0), its bias being resolution 0's
+        projected position table tiled over the longest window (no pass of its own: the product accumulates into
+        it). Moving on to resolution r adds the difference of the tiled tables, W p_r - W p_(r-1), over the same
+        buffer: in place when no gradient flows through it, so a group holds one buffer per projection whatever the
+        number of resolutions. The tensors yielded for a resolution are therefore only valid until the next one is
+        asked for (the caller consumes them first)."""
+        features = windows.features
+        longest = max(windows.window_lengths)
+        # per resolution and projection: the projected position rows of one window, repeated over the longest window
+        tables = [
+            [nn.functional.linear(positions, projection.weight).repeat(longest // positions.shape[0], 1)
+             for projection in projections]
+            for positions in windows.positions
+        ]
+        states = []
+        for projection, table in zip(projections, tables[0]):
+            state = features.new_empty(features.shape[0], projection.out_features)
+            state.view(-1, longest, projection.out_features).copy_(table + projection.bias)
+            states.append(state.addmm_(features, projection.weight.T))
+        for r in range(len(windows.positions)):
+            if r > 0:
+                states = [
+                    _add_rows(state, later - earlier, longest)
+                    for state, earlier, later in zip(states, tables[r - 1], tables[r])
+                ]
+            yield [windows.windows_of(state, r) for state in states]
 
     def window_outputs(
         self, windows: QFormerWindows, output_attentions: bool = False
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """The frame-level block over every resolution's windows: yields per resolution its output (W_r, L_r, F) and
-        attention map (W_r, heads, L_r, L_r) (None unless `output_attentions`)."""
-        projected = self.project_windows([self.query, self.key, self.value], windows)
-        for r, (query, key, value) in enumerate(projected):
+        """The frame-level block over every resolution's windows: yields, resolution after resolution, its output
+        (W_r, L_r, F) and attention map (W_r, heads, L_r, L_r) (None unless `output_attentions`)."""
+        for r, (query, key, value) in enumerate(self.project_windows([self.query, self.key, self.value], windows)):
             context, weights = self.attend(
                 query, key, value, None, output_attentions, windows.causal_attention, windows.tokens_per_frame
             )
@@ -221,7 +246,12 @@ class QFormerAttention(nn.Module):
             else:  # x + context W^T in one addmm, then (p_r + b) as one small table
                 hidden = torch.addmm(features.flatten(0, 1), context.flatten(0, 1), self.dense.weight.T)
                 hidden = hidden.view_as(features).add_(windows.positions[r] + self.dense.bias)
-            yield self.layer_norm(hidden), weights
+            del context
+            output = self.layer_norm(hidden)
+            del hidden
+            yield output, weights
+            # a suspended generator keeps its locals: drop them before the next resolution is computed
+            del output, weights
 
     def attend(
         self,
@@ -243,25 +273,25 @@ class QFormerAttention(nn.Module):
         attention = qformer_attention_function(self.config, output_attentions)
         dropout = self.dropout if self.training else 0.0
         query, key, value = (self._heads(x, rows) for x in (query, key, value))
-        if causal_attention == "none":
+        if causal_attention == "none" or query_length <= tokens_per_frame:  # one frame only ever sees itself
             context, weights = attention(self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling)
             return context.reshape(rows, query_length, width), weights
 
         key_length = key.shape[2]
         weights = query.new_zeros(rows, self.num_heads, query_length, key_length) if output_attentions else None
-        contexts = []
+        # every frame's context goes straight into its rows (no list of frame contexts joined afterwards)
+        context = query.new_empty(rows, query_length, self.num_heads, self.head_dim)
         for start in range(0, query_length, tokens_per_frame):
             frame = slice(start, start + tokens_per_frame)
             visible = slice(start, key_length) if causal_attention == "future" else slice(0, start + tokens_per_frame)
-            context, frame_weights = attention(
+            frame_context, frame_weights = attention(
                 self, query[:, :, frame], key[:, :, visible], value[:, :, visible], None, dropout=dropout,
                 scaling=self.scaling,
             )
-            contexts.append(context)  # (W, tokens_per_frame, heads, head_dim)
+            context[:, frame] = frame_context  # (W, tokens_per_frame, heads, head_dim)
             if weights is not None:
                 weights[:, :, frame, visible] = frame_weights
-        context = contexts[0] if len(contexts) == 1 else torch.cat(contexts, dim=1)
-        return context.reshape(rows, query_length, width), weights
+        return context.view(rows, query_length, width), weights
 
     def add_and_norm(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """LayerNorm(dropout(dense(context)) + residual), residual broadcast over windows."""
@@ -300,20 +330,17 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
         windows = replace(windows, features=features, positions=list(tensors[:num_resolutions]))
         queries = list(tensors[num_resolutions:])
         cross = self.cross_attention
-        if self.window_attention is not None:
-            # keys/values of the cross-attention: the frame-level block's output, one resolution at a time
-            window_outputs = self.window_attention.window_outputs(windows, output_attentions)
-            keys_values = ((*_linears(out, [cross.key, cross.value]), weights) for out, weights in window_outputs)
-        else:
-            keys_values = ((key, value, None) for key, value in cross.project_windows([cross.key, cross.value], windows))
+        keys_values = self._cross_keys_values(windows, output_attentions)
         outputs, window_maps, query_maps, cross_maps = [], [], [], []
-        for r, (query_states, (key, value, window_map)) in enumerate(zip(queries, keys_values)):
+        for r, query_states in enumerate(queries):
+            key, value, window_map = next(keys_values)
             query_states, query_map = self.self_attention(query_states, query_states, None, output_attentions)
             if query_map is not None:  # one map per window, also while the windows share their queries
                 query_map = query_map.expand(windows.num_windows(r), -1, -1, -1)
             context, cross_map = cross.attend(
                 cross.query(query_states), key, value, windows.key_padding[r], output_attentions
             )
+            del key, value  # before the next resolution's keys and values exist
             query_states = cross.add_and_norm(context, query_states)
             update = self.output(self.activation(self.intermediate(query_states)))
             outputs.append(
@@ -327,18 +354,32 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
             return (*outputs, (None, None, None))
         return (*outputs, (window_maps if self.window_attention is not None else None, query_maps, cross_maps))
 
+    def _cross_keys_values(
+        self, windows: QFormerWindows, output_attentions: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Yield, resolution after resolution, the cross-attention's keys and values (W_r, L_r, H) and the frame-level
+        block's map: projections of the frame-level block's output, or of the windows themselves without one."""
+        cross = self.cross_attention
+        if self.window_attention is None:
+            for key, value in cross.project_windows([cross.key, cross.value], windows):
+                yield key, value, None
+                del key, value  # a suspended generator keeps its locals: not while the next resolution is computed
+            return
+        for output, weights in self.window_attention.window_outputs(windows, output_attentions):
+            key, value = cross.key(output), cross.value(output)
+            del output
+            yield key, value, weights
+            del key, value, weights
 
-def _stacked(projections: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """The weights and biases of `projections` stacked (one matmul runs them all) and their output widths."""
-    weight = torch.cat([projection.weight for projection in projections])
-    bias = torch.cat([projection.bias for projection in projections])
-    return weight, bias, [projection.out_features for projection in projections]
 
-
-def _linears(states: torch.Tensor, projections: list[nn.Linear]) -> list[torch.Tensor]:
-    """Each of `projections` applied to `states`, as one matmul (views of its result)."""
-    weight, bias, widths = _stacked(projections)
-    return list(nn.functional.linear(states, weight, bias).split(widths, dim=-1))
+def _add_rows(state: torch.Tensor, table: torch.Tensor, period: int) -> torch.Tensor:
+    """`state` (n * period, D) plus `table` (period, D) added to every block of `period` rows: in place unless a
+    gradient flows through `state` (autograd may have saved views of it for the backward)."""
+    blocks = state.view(-1, period, state.shape[-1])
+    if state.requires_grad:
+        return (blocks + table).view_as(state)
+    blocks.add_(table)
+    return state
 
 
 @dataclass
@@ -359,11 +400,14 @@ class CausalQFormer(nn.Module):
     """Shared Q-Former body: query LayerNorm (BERT embeddings' LayerNorm) and the causal layers."""
 
     #: Windows never see each other, so the Q-Former runs over consecutive groups of whole coarsest windows of at
-    #: most this many tokens x joint width (2**25: 128 MiB of fp32 features, 14,563 tokens at video-SALMONN's width
-    #: 2304, about 3.8 min of video; the tiny test config's width 48 fits 6 hours in one group). The intermediates of
-    #: a group are a few times its features, so the memory a call needs on top of its input and output stops
-    #: growing with the video, while groups stay large enough for efficient matmuls.
-    max_group_elements: int = 2**25
+    #: most this many tokens (at least one window): 8,192 tokens = 25 windows of 320 tokens, about 2 min of video.
+    #: A group's intermediates are a few times its features (8,192 x 2,304 fp32 = 72 MiB at video-SALMONN's width),
+    #: so the memory a call needs on top of its input and output stops growing with the video. Each group also pays a
+    #: fixed part (Python and kernel launches, re-reading the F x F projection weights), so groups must not be tiny.
+    #: Measured on CPU with benchmarks/connector.py (interleaved rounds): the tiny config at 30 min runs as fast with
+    #: 4,096 to 16,384 tokens per group and slower outside; video-SALMONN 13B shapes at 5 min lose ~25% with groups
+    #: of one window (320 tokens) and are flat from ~1,800 tokens up (one round each).
+    max_group_tokens: int = 8192
 
     def __init__(self, config):
         super().__init__()
@@ -372,12 +416,19 @@ class CausalQFormer(nn.Module):
         self.layers = nn.ModuleList([CausalQFormerLayer(config) for _ in range(config.connector_num_hidden_layers)])
 
     def forward(
-        self, query_tokens: list[torch.Tensor], windows: QFormerWindows, output_attentions: bool = False
+        self,
+        query_tokens: list[torch.Tensor],
+        windows: QFormerWindows,
+        output_attentions: bool = False,
+        feature_norm: nn.Module | None = None,
     ) -> CausalQFormerOutput:
         """query_tokens: per resolution (1, N_r, H) learned queries, the same for every window of that resolution.
+        feature_norm: applied to each group's `windows.features` before the layers (the connector's joint LayerNorm:
+        the normalised copy of a long video then never exists whole); None when the features come normalised.
         With `output_attentions` the windows run as one group (the maps are as large as the attention itself)."""
-        width = windows.features.shape[-1]
-        groups = [windows] if output_attentions else windows.split(self.max_group_elements // width)
+        groups = [windows] if output_attentions else windows.split(self.max_group_tokens)
+        if feature_norm is not None:
+            groups = (replace(group, features=feature_norm(group.features)) for group in groups)
         runs = [self._run(query_tokens, group, output_attentions) for group in groups]
         if len(runs) == 1:
             return runs[0]
