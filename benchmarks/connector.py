@@ -6,8 +6,10 @@ Run (from the repository root, in the project's virtual environment):
     PYTHONPATH=src python benchmarks/connector.py                # tiny config, 5 / 10 / 30 min, 5 rounds
     PYTHONPATH=src python benchmarks/connector.py --config video-salmonn-13b --lengths 300 --rounds 2
 
-A: `FavorConnector.forward`: the window features projected once per Q-Former layer with each resolution's projected
-   position table added, only the allowed frame blocks of the causal attention computed, the windows run in groups.
+A: `FavorConnector.forward`: the windows run in groups of at most `CausalQFormer.max_group_tokens` tokens, each
+   LayerNorm'd on its own; per group and Q-Former layer, each projection runs once over the features (accumulated
+   onto one resolution's projected position table, moved to the next resolution's by adding the tables' difference
+   in place), only the allowed frame blocks of the causal attention are computed, intermediates freed as consumed.
 B: `per_resolution_connector` of `tests/connector_reference.py`, the layout A replaced (and the official code's):
    one Q-Former pass per resolution over all its windows, position-embedded features materialised per resolution,
    block-triangular masks over whole windows, queries expanded to every window; the same sdpa kernel.
@@ -23,7 +25,7 @@ goes first, after one warm-up call of each; it prints min and median wall time o
 per-round ratios B / A (> 1: A is faster). Peak memory is measured apart, one forked process per (variant, length)
 before any timing (the parent computes nothing before forking): the process's peak resident set size (`ru_maxrss`)
 during one call minus its resident size just before it. "MiB/min" divides that by the video's minutes: a constant
-column means memory grows linearly with length. `--quick` is what CI runs; it asserts equivalence, never timings.
+column means memory grows linearly with length, a falling one that it stops growing (A's groups bound it). `--quick` is what CI runs; it asserts equivalence, never timings.
 """
 
 from __future__ import annotations
