@@ -406,7 +406,7 @@ class CausalQFormer(nn.Module):
     #: fixed part (Python and kernel launches, re-reading the F x F projection weights), so groups must not be tiny.
     #: Measured on CPU with benchmarks/connector.py (interleaved rounds): the tiny config at 30 min runs as fast with
     #: 4,096 to 16,384 tokens per group and slower outside; video-SALMONN 13B shapes at 5 min lose ~25% with groups
-    #: of one window (320 tokens) and are flat from ~1,800 tokens up (one round each).
+    #: of one window (320 tokens) and are flat from 1,600 tokens (5 windows) up (one round each).
     max_group_tokens: int = 8192
 
     def __init__(self, config):
