@@ -203,28 +203,26 @@ class QFormerAttention(nn.Module):
         windows: a list of (W_r, L_r, D) tensors, W (x + p_r) + b.
 
         Each projection runs ONE product over the shared features, (W x) + (b + W p_0), its bias being resolution 0's
-        projected position table tiled over the longest window (no pass of its own: the product accumulates into
-        it). Moving on to resolution r adds the difference of the tiled tables, W p_r - W p_(r-1), over the same
-        buffer: in place when no gradient flows through it, so a group holds one buffer per projection whatever the
-        number of resolutions. The tensors yielded for a resolution are therefore only valid until the next one is
-        asked for (the caller consumes them first)."""
+        projected position table broadcast over that resolution's windows (no pass of its own: the product
+        accumulates into it). Moving on to resolution r adds the difference of the two tables, W p_r - W p_(r-1)
+        (repeated over the longest window, which every window length divides), over the same buffer: in place when no
+        gradient flows through it, so a group holds one buffer per projection whatever the number of resolutions. The
+        tensors yielded for a resolution are therefore only valid until the next one is asked for (the caller
+        consumes them first)."""
         features = windows.features
         longest = max(windows.window_lengths)
-        # per resolution and projection: the projected position rows of one window, repeated over the longest window
-        tables = [
-            [nn.functional.linear(positions, projection.weight).repeat(longest // positions.shape[0], 1)
-             for projection in projections]
-            for positions in windows.positions
-        ]
+        # per resolution and projection: W p_r, the projected position rows of one window (L_r, D)
+        tables = [[nn.functional.linear(positions, projection.weight) for projection in projections]
+                  for positions in windows.positions]
         states = []
         for projection, table in zip(projections, tables[0]):
             state = features.new_empty(features.shape[0], projection.out_features)
-            state.view(-1, longest, projection.out_features).copy_(table + projection.bias)
+            state.view(-1, *table.shape).copy_(table + projection.bias)
             states.append(state.addmm_(features, projection.weight.T))
-        for r in range(len(windows.positions)):
+        for r in range(len(tables)):
             if r > 0:
                 states = [
-                    _add_rows(state, later - earlier, longest)
+                    _add_rows(state, _repeated(later, longest) - _repeated(earlier, longest), longest)
                     for state, earlier, later in zip(states, tables[r - 1], tables[r])
                 ]
             yield [windows.windows_of(state, r) for state in states]
@@ -370,6 +368,11 @@ class CausalQFormerLayer(GradientCheckpointingLayer):
             del output
             yield key, value, weights
             del key, value, weights
+
+
+def _repeated(table: torch.Tensor, rows: int) -> torch.Tensor:
+    """The (L, D) rows of `table` repeated down to (`rows`, D); `rows` a multiple of L."""
+    return table.repeat(rows // table.shape[0], 1)
 
 
 def _add_rows(state: torch.Tensor, table: torch.Tensor, period: int) -> torch.Tensor:
