@@ -25,7 +25,8 @@ goes first, after one warm-up call of each; it prints min and median wall time o
 per-round ratios B / A (> 1: A is faster). Peak memory is measured apart, one forked process per (variant, length)
 before any timing (the parent computes nothing before forking): the process's peak resident set size (`ru_maxrss`)
 during one call minus its resident size just before it. "MiB/min" divides that by the video's minutes: a constant
-column means memory grows linearly with length, a falling one that it stops growing (A's groups bound it). `--quick` is what CI runs; it asserts equivalence, never timings.
+column means memory grows linearly with length, a falling one that it stops growing (A's groups bound it).
+`--quick` is what CI runs; it asserts equivalence, never timings.
 """
 
 from __future__ import annotations

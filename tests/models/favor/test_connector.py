@@ -171,7 +171,8 @@ def test_gradients_in_groups_equal_the_per_resolution_loop(causal):
         output = run(connector, inputs, counts) if run is per_resolution_connector else run(inputs, counts)
         ((output.embeds * weights).sum() + output.diversity_loss).backward()
         # the audio projections run before the connector's forward (in the model): they get no gradient here
-        grads.append({"input": inputs.grad, **{n: p.grad for n, p in connector.named_parameters() if p.grad is not None}})
+        weight_grads = {name: p.grad for name, p in connector.named_parameters() if p.grad is not None}
+        grads.append({"input": inputs.grad, **weight_grads})
         if run is connector:
             with torch.inference_mode():  # in place: bit for bit the same additions
                 assert torch.equal(connector(tokens, counts).embeds, output.embeds.detach())
