@@ -136,19 +136,29 @@ def test_qformer_in_groups_of_windows_equals_the_per_resolution_loop(group_token
     assert seen == group_sizes
 
 
+@pytest.mark.parametrize("frame_counts", [[63, 25], [63]], ids=["batch", "one-video"])
 @pytest.mark.parametrize("causal", ["future", "none"])
 @torch.inference_mode()
-def test_outputs_do_not_depend_on_the_group_size(causal):
+def test_outputs_do_not_depend_on_the_group_size(causal, frame_counts):
     """Each group is LayerNorm'd and projected on its own; every operation is per token row or per window, so the
     outputs are those of one group. Only the BLAS may block a matmul differently for another number of rows: 0 on
-    this machine (MKL), 1e-6 allowed (activations are O(1))."""
+    this machine (MKL), 1e-6 allowed (activations are O(1)). One video is not padded whole: its 63 frames end
+    inside the 7th coarse window, which its group completes with zeros."""
     connector = make_connector(causal_attention=causal)
-    tokens, counts = joint_tokens(connector, [63, 25])  # 2 samples x 7 coarse windows of 320 tokens
-    connector.qformer.max_group_tokens = 7 * 2 * 320
+    tokens, counts = joint_tokens(connector, frame_counts)  # 7 coarse windows of 320 tokens per sample
+    connector.qformer.max_group_tokens = 7 * len(frame_counts) * 320
     whole = connector(tokens, counts)
+    if len(frame_counts) == 1:
+        assert_same(whole, per_resolution_connector(connector, tokens, counts))
     for group_tokens in (320, 960, 1300):
         connector.qformer.max_group_tokens = group_tokens
+        normalised = []  # the rows of every group the joint LayerNorm sees
+        hook = connector.layer_norm.register_forward_hook(lambda module, args, out: normalised.append(len(out)))
         grouped = connector(tokens, counts)
+        hook.remove()
+        step = group_tokens // 320 * 320
+        total = 7 * len(frame_counts) * 320
+        assert normalised == [min(step, total - start) for start in range(0, total, step)]
         torch.testing.assert_close(grouped.embeds, whole.embeds, atol=1e-6, rtol=0)
         for a, b in zip(grouped.resolution_outputs, whole.resolution_outputs):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

@@ -66,12 +66,12 @@ class FavorConnector(nn.Module):
         batch_size, num_frames, tokens_per_frame, width = joint_tokens.shape
         plans = [window_plan(int(t), resolutions) for t in frame_counts.tolist()]
         padded = max(plan.padded_frames for plan in plans)
-        if padded > num_frames:
+        if padded > num_frames and batch_size > 1:  # samples follow each other: each one is padded in place
             joint_tokens = nn.functional.pad(joint_tokens, (0, 0, 0, 0, 0, padded - num_frames))
         joint_tokens = joint_tokens[:, :padded]
 
         # (B, T', N, F) -> (B * T' * N, F), a view: every resolution reads the same tokens, which the Q-Former
-        # LayerNorms one group of windows at a time
+        # LayerNorms one group of windows at a time (and zero-pads, for one video, in the group where they end)
         features = joint_tokens.reshape(-1, width)
         frame_valid = frame_validity(frame_counts.to(joint_tokens.device), padded)  # (B, T')
         frames_per_window = [k for k, _ in resolutions]
@@ -84,6 +84,7 @@ class FavorConnector(nn.Module):
             key_padding=build_key_padding_masks(frames_per_window, tokens_per_frame, frame_valid, features.dtype),
             tokens_per_frame=tokens_per_frame,
             causal_attention=config.causal_attention,
+            num_tokens=batch_size * padded * tokens_per_frame,
         )
         qformer_output = self.qformer(list(self.query_tokens), windows, output_attentions, feature_norm=self.layer_norm)
         # (W_r, N_r, H) -> (B, C_max, H): W_r * N_r = B * C_max for every resolution

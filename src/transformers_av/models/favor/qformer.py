@@ -100,6 +100,9 @@ class QFormerWindows:
         implementation does), or None when no window of the batch holds padding.
     tokens_per_frame: tokens of one 0.5 s frame (the granularity of the frame-level causal attention).
     causal_attention: "future" (frame i attends frames j >= i, the official rule), "past" (j <= i) or "none".
+    num_tokens: W * L, the rows of all the windows (None: `features.shape[0]`). `features` may stop short of it
+        (the tokens of one video end inside its last window): the missing rows are zeros, added by `split` to the
+        group they fall in instead of to a copy of the whole video.
     """
 
     features: torch.Tensor
@@ -108,29 +111,35 @@ class QFormerWindows:
     key_padding: list[torch.Tensor | None]
     tokens_per_frame: int
     causal_attention: str
+    num_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.features.shape[0] if self.num_tokens is None else self.num_tokens
 
     def num_windows(self, resolution: int) -> int:
-        return self.features.shape[0] // self.window_lengths[resolution]
+        return self.total_tokens // self.window_lengths[resolution]
 
-    def split(self, max_tokens: int) -> list[QFormerWindows]:
+    def split(self, max_tokens: int | None = None) -> list[QFormerWindows]:
         """Consecutive groups of whole windows of every resolution, cut at multiples of the longest window, of at
-        most `max_tokens` tokens (at least one longest window)."""
+        most `max_tokens` tokens (at least one longest window; None: one group), each holding all its rows."""
         longest = max(self.window_lengths)  # a multiple of every other window length (the windows nest)
-        step = max(1, max_tokens // longest) * longest
-        total = self.features.shape[0]
-        if total <= step:
+        total = self.total_tokens
+        step = total if max_tokens is None else max(1, max_tokens // longest) * longest
+        if total <= step and self.features.shape[0] == total:
             return [self]
-        return [
-            replace(
-                self,
-                features=self.features[start : start + step],
-                key_padding=[
-                    None if mask is None else mask[start // length : (start + step) // length]
-                    for mask, length in zip(self.key_padding, self.window_lengths)
-                ],
-            )
-            for start in range(0, total, step)
-        ]
+        groups = []
+        for start in range(0, total, step):
+            stop = min(start + step, total)
+            features = self.features[start:stop]
+            if features.shape[0] < stop - start:  # the tokens end inside this group: zeros up to its last window
+                features = nn.functional.pad(features, (0, 0, 0, stop - start - features.shape[0]))
+            key_padding = [
+                None if mask is None else mask[start // length : stop // length]
+                for mask, length in zip(self.key_padding, self.window_lengths)
+            ]
+            groups.append(replace(self, features=features, key_padding=key_padding, num_tokens=None))
+        return groups
 
     def windows_of(self, tensor: torch.Tensor, resolution: int) -> torch.Tensor:
         """(W * L, D) token rows -> (W_r, L_r, D) windows of `resolution` (a view)."""
@@ -429,7 +438,7 @@ class CausalQFormer(nn.Module):
         feature_norm: applied to each group's `windows.features` before the layers (the connector's joint LayerNorm:
         the normalised copy of a long video then never exists whole); None when the features come normalised.
         With `output_attentions` the windows run as one group (the maps are as large as the attention itself)."""
-        groups = [windows] if output_attentions else windows.split(self.max_group_tokens)
+        groups = windows.split(None if output_attentions else self.max_group_tokens)
         if feature_norm is not None:
             groups = (replace(group, features=feature_norm(group.features)) for group in groups)
         runs = [self._run(query_tokens, group, output_attentions) for group in groups]
