@@ -90,7 +90,8 @@ def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[floa
     p = correct / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the interval always holds p; clamping to it also absorbs float round-off at p = 0 or 1 (e.g. 50/50)
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def score_rows(rows: list[dict], answers: list[str]) -> list[bool]:
