@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,7 +44,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from processor import _child_rss, ensure_media, ensure_warmup_clip  # noqa: E402  (the shared media of benchmarks/)
+from processor import ensure_media, ensure_warmup_clip, run_with_memory_cap, worker_result  # noqa: E402  (the shared media of benchmarks/)
 
 MODELS = ("video_salmonn", "favor")
 QUESTION = "Describe the video together with the audio in detail"
@@ -147,29 +146,14 @@ def run_worker(model_name: str, media: Path, args) -> dict:
     """One (model, media) run in a fresh subprocess; killed (its pid only) if its RSS passes the cap."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", model_name, "--media", str(media),
                "--cache-dir", str(args.cache_dir), "--max-new-tokens", str(args.max_new_tokens)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
-    cap = int(args.memory_limit_gb * 2**30)
-    seen, killed = 0, False
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
-        while child.poll() is None:
-            rss = _child_rss(child.pid)
-            seen = max(seen, rss)
-            if rss > cap:
-                child.kill()
-                killed = True
-                child.wait()
-                break
-            time.sleep(0.02)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if killed:
-        return {"model": model_name, "peak": seen, "error": f"out of memory: RSS passed the {args.memory_limit_gb:g} GiB cap"}
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    if lines:
-        return json.loads(lines[-1][len("RESULT "):])
-    return {"model": model_name, "peak": seen, "error": f"exit status {child.returncode}: {stderr.strip()[-400:]}"}
+    run = run_with_memory_cap(command, int(args.memory_limit_gb * 2**30))
+    if run.killed:
+        return {"model": model_name, "peak": run.peak,
+                "error": f"out of memory: RSS passed the {args.memory_limit_gb:g} GiB cap"}
+    result = worker_result(run)
+    if result is not None:
+        return result
+    return {"model": model_name, "peak": run.peak, "error": f"exit status {run.returncode}: {run.stderr.strip()[-400:]}"}
 
 
 def gib(num_bytes: float) -> str:

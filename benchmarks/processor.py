@@ -77,6 +77,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -527,13 +528,22 @@ def _child_rss(pid: int) -> int:
     return 0
 
 
-def run_variant(variant: str, media: Path, args, keep_pixels: Path | None = None) -> dict:
-    """Run one variant in a fresh subprocess (saving its pixel values to `keep_pixels` if given); kill it (its pid
-    only) if its resident memory passes the cap."""
-    command = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--media", str(media),
-               "--cache-dir", str(args.cache_dir)] + (["--keep-pixels", str(keep_pixels)] if keep_pixels else [])
+@dataclass
+class CappedRun:
+    """What `run_with_memory_cap` saw of a subprocess."""
+
+    stdout: str
+    stderr: str
+    returncode: int
+    peak: int  # the largest resident set size polled, in bytes
+    killed: bool  # killed by the cap
+
+
+def run_with_memory_cap(command: list[str], cap: int | None) -> CappedRun:
+    """Run `command` (a benchmark worker) in a fresh subprocess, polling its resident memory every 20 ms; kill it (its
+    pid only) once that passes `cap` bytes, instead of leaving it to the kernel's OOM killer. The worker reports its
+    result as a last `RESULT {json}` line (`worker_result`)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
-    cap = int(args.memory_limit_gb * 2**30) if args.memory_limit_gb else None
     seen, killed = 0, False
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
@@ -548,18 +558,32 @@ def run_variant(variant: str, media: Path, args, keep_pixels: Path | None = None
             time.sleep(0.02)
         out.seek(0)
         err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if killed:
-        return {"variant": variant, "peak": seen,
+        return CappedRun(out.read(), err.read(), child.returncode, seen, killed)
+
+
+def worker_result(run: CappedRun) -> dict | None:
+    """The worker's `RESULT {json}` line, parsed (None if it printed none)."""
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(lines[-1][len("RESULT "):]) if lines else None
+
+
+def run_variant(variant: str, media: Path, args, keep_pixels: Path | None = None) -> dict:
+    """Run one variant in a fresh subprocess (saving its pixel values to `keep_pixels` if given); kill it (its pid
+    only) if its resident memory passes the cap."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--media", str(media),
+               "--cache-dir", str(args.cache_dir)] + (["--keep-pixels", str(keep_pixels)] if keep_pixels else [])
+    run = run_with_memory_cap(command, int(args.memory_limit_gb * 2**30) if args.memory_limit_gb else None)
+    if run.killed:
+        return {"variant": variant, "peak": run.peak,
                 "error": f"out of memory: resident memory passed the {args.memory_limit_gb:g} GiB cap "
                          f"(killed by the benchmark)"}
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    if lines:
-        return json.loads(lines[-1][len("RESULT "):])
-    reason = f"exit status {child.returncode}"
-    if child.returncode < 0:
-        reason = f"killed by signal {-child.returncode}" + (" (OOM killer?)" if child.returncode == -9 else "")
-    return {"variant": variant, "peak": seen, "error": f"{reason}: {stderr.strip()[-300:]}"}
+    result = worker_result(run)
+    if result is not None:
+        return result
+    reason = f"exit status {run.returncode}"
+    if run.returncode < 0:
+        reason = f"killed by signal {-run.returncode}" + (" (OOM killer?)" if run.returncode == -9 else "")
+    return {"variant": variant, "peak": run.peak, "error": f"{reason}: {run.stderr.strip()[-300:]}"}
 
 
 def _mib(num_bytes: float) -> str:
