@@ -18,8 +18,8 @@ does) with one part removed, then asked the benchmark's test split (greedy decod
 | w/o synchronisation | `audio_visual_sync="none"` (streams side by side) | FAVOR Table 4, video-SALMONN Table 4 |
 | w/o causal attention | `causal_attention="none"` | FAVOR Table 4 |
 | w/o diversity loss | `diversity_loss_weight=0` | video-SALMONN Table 4 row 5 |
-| full, 0.5 s output zero-masked | `masked_resolutions=[0]` at inference only | video-SALMONN Table 5 |
-| full, 5 s output zero-masked | `masked_resolutions=[1]` at inference only | video-SALMONN Table 5 |
+| 0.5 s output zero-masked (5 s kept) | `masked_resolutions=[0]` at inference only | video-SALMONN Table 5 |
+| 5 s output zero-masked (0.5 s kept) | `masked_resolutions=[1]` at inference only | video-SALMONN Table 5 |
 
 "Without sliding window" (FAVOR Table 4: a fixed number of queries over the whole clip) is the 5 s resolution
 alone on this benchmark: its one 10-frame window already spans every 4 s clip, so "w/o 0.5 s resolution" is that
@@ -77,10 +77,24 @@ VARIANTS = [
     Variant("w/o synchronisation", {"audio_visual_sync": "none"}),
     Variant("w/o causal attention", {"causal_attention": "none"}),
     Variant("w/o diversity loss", {"diversity_loss_weight": 0.0}),
-    Variant("full, 0.5 s output zero-masked", inference_overrides={"masked_resolutions": [0]}, trained_as="full"),
-    Variant("full, 5 s output zero-masked", inference_overrides={"masked_resolutions": [1]}, trained_as="full"),
+    Variant("0.5 s output zero-masked (5 s kept)", inference_overrides={"masked_resolutions": [0]}, trained_as="full"),
+    Variant("5 s output zero-masked (0.5 s kept)", inference_overrides={"masked_resolutions": [1]}, trained_as="full"),
 ]
 QUICK_VARIANTS = [v for v in VARIANTS if v.name == "full" or v.trained_as == "full"]
+
+
+def benchmark_rows(data: Path, *, seed: int, train_clips: int, test_clips: int) -> list[dict]:
+    """The test rows of the benchmark in `data`: written first unless `data` already holds this very benchmark
+    (its stamp, `ablation-benchmark.json`, names the same seed, sizes and training weights; `write_benchmark` is
+    deterministic, so the same stamp means the same clips)."""
+    stamp = {"seed": seed, "sizes": {"train": train_clips, "test": test_clips}, "train_weights": RECIPE_TRAIN_WEIGHTS}
+    stamp_path = data / "ablation-benchmark.json"
+    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+        return [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines() if line.strip()]
+    stamp_path.unlink(missing_ok=True)  # a half-written folder is never taken for a complete one
+    rows = write_benchmark(data, seed=seed, sizes=stamp["sizes"], train_weights=RECIPE_TRAIN_WEIGHTS)["test"]
+    stamp_path.write_text(json.dumps(stamp))
+    return rows
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -117,8 +131,10 @@ def per_family(rows: list[dict], hits: list[bool]) -> dict[str, dict[str, Any]]:
     return table
 
 
-def train_variant(variant: Variant, seed: int, data: Path, output: Path, max_steps: int | None) -> Path:
-    """Train `variant` by the demo recipe with `seed`; return its final folder."""
+def train_variant(variant: Variant, seed: int, data: Path, output: Path, max_steps: int | None,
+                  *, in_process_decoding: bool = False) -> Path:
+    """Train `variant` by the demo recipe with `seed`; return its final folder. `in_process_decoding`: decode the
+    clips in the training process (no data-loading worker), for runs that already put one process on each core."""
     from transformers_av.training.run import run_training
     from transformers_av.training.settings import TrainSettings
 
@@ -129,7 +145,25 @@ def train_variant(variant: Variant, seed: int, data: Path, output: Path, max_ste
     )
     if max_steps is not None:
         recipe["max_steps"] = max_steps
+    if in_process_decoding:
+        recipe["dataloader_num_workers"] = 0
     return Path(run_training(TrainSettings(**recipe))["final_dir"])
+
+
+def train_and_evaluate(variants: list[Variant], seed: int, data: Path, rows: list[dict], work: Path,
+                       max_steps: int | None, in_process_decoding: bool) -> dict[str, list[bool]]:
+    """Train `variants[0]` with `seed` and ask the test `rows` of it and of each inference-only variant in
+    `variants[1:]` (which reuse its weights); one job of `--jobs`."""
+    trained, *inference_only = variants
+    model_dir = train_variant(trained, seed, data, work / f"{trained.name}-{seed}".replace(" ", "_").replace("/", ""),
+                              max_steps, in_process_decoding=in_process_decoding)
+    return {variant.name: evaluate(model_dir, rows, data, variant.inference_overrides) for variant in variants}
+
+
+def _job(arguments: tuple) -> tuple[int, dict[str, list[bool]]]:
+    torch.set_num_threads(1)  # one job per core: more threads per job only oversubscribe the cores
+    seed = arguments[1]
+    return seed, train_and_evaluate(*arguments)
 
 
 def render_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -179,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-clips", type=int, default=RECIPE_TRAIN_CLIPS)
     parser.add_argument("--test-clips", type=int, default=None, help="default: 100 (50 with --quick)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the recipe's optimizer steps")
-    parser.add_argument("--variants", help="comma-separated variant names (default: all)")
+    parser.add_argument("--variants", help="comma-separated variant names (default: all); an inference-only variant brings the variant it reuses")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once, one process each (e.g. the number of cores); each decodes its "
+                             "own clips on one thread")
+    parser.add_argument("--benchmark", help="folder of the benchmark's clips: written there if it does not hold "
+                                            "them yet, reused otherwise (default: a temporary folder)")
     parser.add_argument("--output", default="ablation-results")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -192,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     test_clips = args.test_clips or (50 if args.quick else 100)
     start = time.perf_counter()
 
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "benchmark"
+        work = Path(tmp)
+        data = Path(args.benchmark) if args.benchmark else work / "benchmark"
         train_clips = 0 if (args.quick or args.evaluate) else args.train_clips
-        split = write_benchmark(data, seed=args.benchmark_seed, sizes={"train": train_clips, "test": test_clips},
-                                train_weights=RECIPE_TRAIN_WEIGHTS)
-        rows = split["test"]
+        rows = benchmark_rows(data, seed=args.benchmark_seed, train_clips=train_clips, test_clips=test_clips)
         if args.evaluate:
             table = per_family(rows, evaluate(args.evaluate, rows, data))
             print(render_table({args.evaluate: table}))
@@ -209,19 +249,51 @@ def main(argv: list[str] | None = None) -> int:
             variants = [v for v in VARIANTS if v.name in wanted or v.name in {w.trained_as for w in VARIANTS if w.name in wanted}]
         seeds = [None] if args.quick else [int(s) for s in args.seeds.split(",")]
         hits: dict[str, list[bool]] = {v.name: [] for v in variants}
-        pooled_rows: list[dict] = []
-        for seed in seeds:
-            trained: dict[str, Path] = {}
-            for variant in variants:
-                if variant.trained_as is None:
-                    trained[variant.name] = (DEMO_CHECKPOINT if seed is None else train_variant(
-                        variant, seed, data, Path(tmp) / f"{variant.name}-{seed}".replace(" ", "_").replace("/", ""),
-                        args.max_steps))
-                model_dir = trained[variant.trained_as or variant.name]
-                hits[variant.name] += evaluate(model_dir, rows, data, variant.inference_overrides)
-                print(f"seed {seed}: {variant.name}: {sum(hits[variant.name][-len(rows):])}/{len(rows)} "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
-            pooled_rows += rows
+        # one job per (trained variant, seed); an inference-only variant joins the job that trains its weights
+        groups = [[v, *(w for w in variants if w.trained_as == v.name)] for v in variants if v.trained_as is None]
+        if args.quick:
+            hits = {v.name: evaluate(DEMO_CHECKPOINT, rows, data, v.inference_overrides) for v in variants}
+            seeds_done = [None]
+        else:
+            # each finished job's answers are kept in --output/jobs/: a run stopped part-way resumes where it was
+            done_dir = output / "jobs"
+            done_dir.mkdir(exist_ok=True)
+            finished, jobs = [], []
+            for seed in seeds:
+                for group in groups:
+                    done = done_dir / f"{group[0].name}-seed{seed}-steps{args.max_steps}.json".replace(" ", "_").replace("/", "")
+                    if done.is_file():
+                        finished.append((seed, json.loads(done.read_text())))
+                    else:
+                        jobs.append(((group, seed, data, rows, work, args.max_steps, args.jobs > 1), done))
+
+            def record(seed: int, job_hits: dict[str, list[bool]], done: Path) -> None:
+                done.write_text(json.dumps(job_hits))
+                finished.append((seed, job_hits))
+                for name, variant_hits in job_hits.items():
+                    print(f"seed {seed}: {name}: {sum(variant_hits)}/{len(rows)} "
+                          f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+            if args.jobs > 1:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor, as_completed
+
+                context = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+                    futures = {pool.submit(_job, job): done for job, done in jobs}
+                    for future in as_completed(futures):
+                        record(*future.result(), futures[future])
+            else:
+                for job, done in jobs:
+                    record(job[1], train_and_evaluate(*job), done)
+            by_seed = {seed: {} for seed in seeds}
+            for seed, job_hits in finished:
+                by_seed[seed].update(job_hits)
+            for seed in seeds:  # pooled in seed order, each variant's answers aligned with pooled_rows
+                for name in hits:
+                    hits[name] += by_seed[seed][name]
+            seeds_done = seeds
+        pooled_rows = [row for _ in seeds_done for row in rows]
 
     results = {name: per_family(pooled_rows, variant_hits) for name, variant_hits in hits.items()}
     runtime = time.perf_counter() - start
