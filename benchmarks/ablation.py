@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -51,7 +52,9 @@ import yaml
 from transformers import AutoModelForMultimodalLM, AutoProcessor
 
 from transformers_av.evaluation import scoring
+from transformers_av.models.av_llm.configuration_av_llm import MODALITY_TOKENS
 from transformers_av.presets import DEMO_CHECKPOINT
+from transformers_av.presets.paper import VIDEO_SALMONN_MIXING_VALUES
 from transformers_av.synthetic.benchmark import FAMILIES, answer_rows, write_benchmark
 
 RECIPE = Path(__file__).resolve().parent.parent / "examples" / "synthetic" / "video_salmonn.yaml"
@@ -60,15 +63,46 @@ RECIPE_TRAIN_CLIPS = 3000
 RECIPE_TRAIN_WEIGHTS = {"speech": 3, "count": 2}
 
 
+#: the modality that suffices to answer each family's question: the rows' `modality` of the variants trained on
+#: unpaired rows (a "visual" row's sound is switched off, an "audio" row of a video is given its sound track only)
+FAMILY_MODALITY = {"speech": "audio", "visual": "visual", "sync": "audio_visual", "count": "audio",
+                   "match": "audio_visual"}
+UNIMODAL, AUDIO_VISUAL = ("audio", "visual"), ("audio_visual",)
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A model of the ablation: config overrides for training, and for inference only."""
+    """A model of the ablation.
+
+    Attributes:
+        name: the table's row name.
+        train_overrides: model config overrides for training (the ablation switches).
+        inference_overrides: model config overrides at inference only (e.g. a zero-masked resolution).
+        trained_as: an inference-only variant reuses this variant's trained models.
+        settings: `TrainSettings` overrides of the recipe (e.g. another `model`, video-SALMONN's mixing ratios).
+        unpaired: train on rows tagged with `FAMILY_MODALITY` (unimodal families heard or seen alone) instead of
+            every row audio-visual.
+        stages: the row modalities of each training stage, in order, the recipe's steps split evenly between them
+            (each stage starts from the previous one's weights); `None`: one stage on every row.
+        ask_with_modality: ask each test question with its family's modality token (`FAMILY_MODALITY`; the
+            Audio-Visual LLM's protocol); otherwise every test clip is given whole, sound and pictures.
+    """
 
     name: str
     train_overrides: dict[str, Any] = field(default_factory=dict)
     inference_overrides: dict[str, Any] = field(default_factory=dict)
-    trained_as: str | None = None  # an inference-only variant reuses this variant's trained models
+    trained_as: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    unpaired: bool = False
+    stages: tuple[tuple[str, ...], ...] | None = None
+    ask_with_modality: bool = False
 
+
+#: video-SALMONN's mixing at the official rates (`transformers_av.training.mixing.VIDEO_SALMONN_MIXING`): a fifth of
+#: the video-only rows get the sound of a random audio-only row and both questions, a tenth of the paired rows become
+#: audio-video matching questions
+_MIXED = dict(VIDEO_SALMONN_MIXING_VALUES)
+_AV_LLM = {"model": "tiny-av-llm-synthetic"}
 
 VARIANTS = [
     Variant("full"),
@@ -79,6 +113,11 @@ VARIANTS = [
     Variant("w/o diversity loss", {"diversity_loss_weight": 0.0}),
     Variant("0.5 s output zero-masked (5 s kept)", inference_overrides={"masked_resolutions": [0]}, trained_as="full"),
     Variant("5 s output zero-masked (0.5 s kept)", inference_overrides={"masked_resolutions": [1]}, trained_as="full"),
+    Variant("unpaired rows: mixed training", settings=_MIXED, unpaired=True),
+    Variant("unpaired rows: w/o mixed training", unpaired=True),
+    Variant("Audio-Visual LLM: MAT", settings=_AV_LLM, unpaired=True, ask_with_modality=True),
+    Variant("Audio-Visual LLM: plain training (PT2)", settings=_AV_LLM, unpaired=True, ask_with_modality=True,
+            stages=(UNIMODAL, AUDIO_VISUAL)),
 ]
 QUICK_VARIANTS = [v for v in VARIANTS if v.name == "full" or v.trained_as == "full"]
 
@@ -113,11 +152,15 @@ def score_rows(rows: list[dict], answers: list[str]) -> list[bool]:
     return [bool(getattr(scoring, FAMILIES[row["family"]].rule)(answer, row["answer"])) for row, answer in zip(rows, answers)]
 
 
-def evaluate(model_dir: str | Path, rows: list[dict], media_root: Path, overrides: dict | None = None) -> list[bool]:
-    """Load `model_dir` (config `overrides` applied, e.g. an inference-time mask) and score its answers to `rows`."""
+def evaluate(model_dir: str | Path, rows: list[dict], media_root: Path, overrides: dict | None = None,
+             *, ask_with_modality: bool = False) -> list[bool]:
+    """Load `model_dir` (config `overrides` applied, e.g. an inference-time mask) and score its answers to `rows`
+    (`ask_with_modality`: each prompt marked with its family's modality token, `FAMILY_MODALITY`)."""
     model = AutoModelForMultimodalLM.from_pretrained(model_dir, **(overrides or {})).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
-    return score_rows(rows, answer_rows(model, processor, rows, media_root=media_root))
+    asked = [{**row, "prompt": f"{MODALITY_TOKENS[FAMILY_MODALITY[row['family']]]} {row['prompt']}"} for row in rows] \
+        if ask_with_modality else rows
+    return score_rows(rows, answer_rows(model, processor, asked, media_root=media_root))
 
 
 def per_family(rows: list[dict], hits: list[bool]) -> dict[str, dict[str, Any]]:
@@ -131,23 +174,45 @@ def per_family(rows: list[dict], hits: list[bool]) -> dict[str, dict[str, Any]]:
     return table
 
 
+def training_manifest(data: Path, variant: Variant, stage: tuple[str, ...] | None) -> Path:
+    """The train split as `variant` (and its `stage`) trains on it: as written, or tagged by `FAMILY_MODALITY` and
+    kept to the stage's modalities (a manifest beside the benchmark's, the same clips)."""
+    if not variant.unpaired:
+        return data / "train.jsonl"
+    name = "train-unpaired" + ("" if stage is None else "-" + "-".join(stage)) + ".jsonl"
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines() if line.strip()]
+    tagged = [{**row, "modality": FAMILY_MODALITY[row["family"]]} for row in rows]
+    kept = [row for row in tagged if stage is None or row["modality"] in stage]
+    path, partial = data / name, data / f"{name}.{os.getpid()}.partial"
+    partial.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    partial.replace(path)  # atomic: parallel jobs write the same rows, and none reads a half-written file
+    return path
+
+
 def train_variant(variant: Variant, seed: int, data: Path, output: Path, max_steps: int | None,
                   *, in_process_decoding: bool = False) -> Path:
-    """Train `variant` by the demo recipe with `seed`; return its final folder. `in_process_decoding`: decode the
-    clips in the training process (no data-loading worker), for runs that already put one process on each core."""
+    """Train `variant` by the demo recipe with `seed`, stage after stage; return the last stage's final folder.
+    `in_process_decoding`: decode the clips in the training process (no data-loading worker), for runs that already
+    put one process on each core."""
     from transformers_av.training.run import run_training
     from transformers_av.training.settings import TrainSettings
 
     recipe = yaml.safe_load(RECIPE.read_text())
-    recipe.update(
-        train_data=str(data / "train.jsonl"), output_dir=str(output), seed=seed,
-        model_config_overrides=dict(variant.train_overrides),
-    )
+    recipe.update(seed=seed, model_config_overrides=dict(variant.train_overrides), **variant.settings)
     if max_steps is not None:
         recipe["max_steps"] = max_steps
     if in_process_decoding:
         recipe["dataloader_num_workers"] = 0
-    return Path(run_training(TrainSettings(**recipe))["final_dir"])
+    stages = variant.stages or (None,)
+    steps = recipe["max_steps"] // len(stages)
+    final = None
+    for number, stage in enumerate(stages):
+        settings = dict(recipe, train_data=str(training_manifest(data, variant, stage)),
+                        output_dir=str(output / f"stage{number}"), max_steps=steps)
+        if final is not None:  # the next stage goes on from the previous one's weights
+            settings.update(model=str(final), model_config_overrides={})
+        final = Path(run_training(TrainSettings(**settings))["final_dir"])
+    return final
 
 
 def train_and_evaluate(variants: list[Variant], seed: int, data: Path, rows: list[dict], work: Path,
@@ -157,7 +222,8 @@ def train_and_evaluate(variants: list[Variant], seed: int, data: Path, rows: lis
     trained, *inference_only = variants
     model_dir = train_variant(trained, seed, data, work / f"{trained.name}-{seed}".replace(" ", "_").replace("/", ""),
                               max_steps, in_process_decoding=in_process_decoding)
-    return {variant.name: evaluate(model_dir, rows, data, variant.inference_overrides) for variant in variants}
+    return {variant.name: evaluate(model_dir, rows, data, variant.inference_overrides,
+                                   ask_with_modality=variant.ask_with_modality) for variant in variants}
 
 
 def _job(arguments: tuple) -> tuple[int, dict[str, list[bool]]]:
@@ -246,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         variants = QUICK_VARIANTS if args.quick else VARIANTS
         if args.variants:
             wanted = [name.strip() for name in args.variants.split(",")]
+            unknown = [name for name in wanted if name not in {v.name for v in VARIANTS}]
+            if unknown:
+                parser.error(f"--variants: unknown {unknown}; the variants are {[v.name for v in VARIANTS]}")
             variants = [v for v in VARIANTS if v.name in wanted or v.name in {w.trained_as for w in VARIANTS if w.name in wanted}]
         seeds = [None] if args.quick else [int(s) for s in args.seeds.split(",")]
         hits: dict[str, list[bool]] = {v.name: [] for v in variants}

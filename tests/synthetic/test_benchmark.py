@@ -168,3 +168,27 @@ def test_batched_answers_equal_one_by_one(tmp_path):
     assert batched == alone and all(isinstance(answer, str) for answer in batched)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         answer_rows(model, processor, rows, batch_size=0)
+
+
+def test_av_llm_preset_sees_one_frame_a_second_and_hears_two_second_segments(tmp_path):
+    """`tiny-av-llm-synthetic` (the ablation's Audio-Visual LLM): a 4 s clip gives 4 frames (the `sync` family's one
+    colour per second) and two 2 s audio segments; the prompt's modality token picks what is loaded."""
+    import torch
+
+    from transformers_av.presets import TINY_MODELS
+
+    row = write_benchmark(tmp_path, seed=5, sizes={"test": 1}, families=["sync"])["test"][0]
+    model, processor = TINY_MODELS["tiny-av-llm-synthetic"].build()
+    video = str(tmp_path / row["video"])
+    both = processor(text=f"<AUD_VIS> {row['prompt']}", videos=video)
+    assert tuple(both["pixel_values_videos"].shape) == (1, 4, 3, 28, 28) and both["video_frame_mask"].all()
+    assert tuple(both["audio_segment_mask"].shape) == (1, 2) and both["audio_segment_mask"].all()
+    heard = processor(text=f"<AUD> {row['prompt']}", videos=video)
+    assert "pixel_values_videos" not in heard
+    torch.testing.assert_close(heard["audio_input_features"], both["audio_input_features"], atol=0, rtol=0)
+    seen = processor(text=f"<VIS> {row['prompt']}", videos=video)
+    assert "audio_input_features" not in seen
+    torch.testing.assert_close(seen["pixel_values_videos"], both["pixel_values_videos"], atol=0, rtol=0)
+    # the frames are the clip's seconds: the `sync` answer's colour is on the frame of the beep's second
+    assert len(set(map(tuple, seen["pixel_values_videos"][0].mean((-1, -2)).tolist()))) > 1
+    assert model(**both).logits.shape[:2] == both["input_ids"].shape

@@ -228,6 +228,13 @@ def tiny_av_llm_config(**overrides):
     return AvLlmConfig(**kwargs)
 
 
+def synthetic_av_llm_config(**overrides):
+    """`tiny_av_llm_config` for the 4 s, 32 px clips of `transformers_av.synthetic.benchmark`, trained from scratch:
+    its 4 frames are one per second of a clip (the `visual` and `sync` families change colour once a second) and its
+    2 audio segments are 2 s each (the CLAP extractor's window). Keyword overrides go to `AvLlmConfig`."""
+    return tiny_av_llm_config(**overrides)
+
+
 # -- processors ---------------------------------------------------------------------------------------------------
 def tiny_processor(config=None, *, image_size: int | None = None, **settings):
     """`FavorProcessor` for a tiny config (default: `tiny_favor_config("video_salmonn")`). The placeholder `<AV>` gets
@@ -295,6 +302,9 @@ TINY_MODELS: dict[str, TinyPreset] = {
     "tiny-video-salmonn-synthetic": TinyPreset(
         "tiny video-SALMONN sized for the synthetic benchmark (28 px, 4 s Whisper input)",
         partial(synthetic_benchmark_config, "video_salmonn"), tiny_processor),
+    "tiny-av-llm-synthetic": TinyPreset(
+        "tiny Audio-Visual LLM for the synthetic benchmark (4 frames, two 2 s audio segments)",
+        synthetic_av_llm_config, tiny_av_llm_processor),
     "tiny-favor-synthetic": TinyPreset(
         "tiny FAVOR sized for the synthetic benchmark (28 px, 4 s Whisper input)",
         partial(synthetic_benchmark_config, "favor"), tiny_processor),
@@ -308,6 +318,7 @@ __all__ = [
     "TINY_AV_LLM_VOCAB_SIZE",
     "TINY_VOCAB_SIZE",
     "SYNTHETIC_AUDIO_SECONDS",
+    "synthetic_av_llm_config",
     "synthetic_benchmark_config",
     "tiny_audio_config",
     "tiny_av_llm_config",
