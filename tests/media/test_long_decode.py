@@ -44,6 +44,9 @@ def test_progress_bar_after_the_delay(clip_path, capsys, monkeypatch):
     assert capsys.readouterr().err == ""  # a quick decode prints nothing
     monkeypatch.setattr(progress, "PROGRESS_DELAY_SECONDS", 0.0)
     load_video(clip_path, fps=2)
+    assert capsys.readouterr().err == ""  # a 15 s clip is short media: never a bar, however slow its decode
+    monkeypatch.setattr(progress, "PROGRESS_MIN_MEDIA_SECONDS", 10.0)
+    load_video(clip_path, fps=2)
     err = capsys.readouterr().err
     assert f"Decoding the video of {str(clip_path)!r}" in err and "/15.0 s" in err
 

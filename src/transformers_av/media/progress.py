@@ -1,14 +1,18 @@
-"""A progress bar for decodes that take a while: it appears only after `PROGRESS_DELAY_SECONDS` of wall time, so
-short clips (the usual case) print nothing, and counts media seconds decoded against the seconds expected."""
+"""A progress bar for decodes that take a while: it appears only after `PROGRESS_DELAY_SECONDS` of wall time and never
+for media known to last less than `PROGRESS_MIN_MEDIA_SECONDS`, so short clips (the usual case) print nothing, and it
+counts media seconds decoded against the seconds expected."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PROGRESS_DELAY_SECONDS", "DecodeProgress"]
+__all__ = ["PROGRESS_DELAY_SECONDS", "PROGRESS_MIN_MEDIA_SECONDS", "DecodeProgress"]
 
 #: Wall-clock seconds a decode runs before its progress bar is shown.
 PROGRESS_DELAY_SECONDS = 3.0
+#: Media known to last less than this never show a bar: a training batch decodes many short clips, and on a loaded
+#: machine one of them can pass the delay (a bar per clip would flood the training log).
+PROGRESS_MIN_MEDIA_SECONDS = 30.0
 
 
 class DecodeProgress:
@@ -31,6 +35,7 @@ class DecodeProgress:
             delay=PROGRESS_DELAY_SECONDS,
             leave=False,
             mininterval=0.5,
+            disable=total_seconds is not None and total_seconds < PROGRESS_MIN_MEDIA_SECONDS,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]"
             if total_seconds is not None
             else None,
