@@ -265,7 +265,7 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) 
 
     families = list(FAMILIES)
     width = 0.8 / len(results)
-    figure, axes = plt.subplots(figsize=(10, 4))
+    figure, axes = plt.subplots(figsize=(12, 4.5))
     for i, (name, table) in enumerate(results.items()):
         x = [j + (i - (len(results) - 1) / 2) * width for j in range(len(families))]
         accuracy = [table[f]["accuracy"] for f in families]
@@ -278,7 +278,7 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) 
     axes.set_ylabel("accuracy (exact match), 95% interval")
     axes.set_ylim(0, 1.05)
     axes.set_title(title)
-    axes.legend(fontsize=7, ncol=2, loc="lower right")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
