@@ -245,6 +245,53 @@ def _job(arguments: tuple) -> tuple[int, dict[str, list[bool]]]:
     return seed, train_and_evaluate(*arguments)
 
 
+def job_file(done_dir: Path, variant: Variant, seed: int, max_steps: int | None) -> Path:
+    """Where the answers of `variant` trained with `seed` for `max_steps` are kept."""
+    return done_dir / f"{variant.name}-seed{seed}-steps{max_steps}.json".replace(" ", "_").replace("/", "")
+
+
+def run_jobs(groups: list[list[Variant]], seeds: list[int], data: Path, rows: list[dict], work: Path, done_dir: Path,
+             max_steps: int | None, processes: int, start: float) -> tuple[dict[str, list[bool]], int]:
+    """Train and ask every (group, seed) job, `processes` at a time; return each variant's answers, pooled in seed
+    order (aligned with the test rows repeated once per seed), and how many jobs were read back from `done_dir`.
+
+    Each finished job's answers are kept in `done_dir`, so a run stopped part-way resumes where it was."""
+    done_dir.mkdir(parents=True, exist_ok=True)
+    finished, jobs = [], []
+    for seed in seeds:
+        for group in groups:
+            done = job_file(done_dir, group[0], seed, max_steps)
+            if done.is_file():
+                finished.append((seed, json.loads(done.read_text())))
+            else:
+                jobs.append(((group, seed, data, rows, work, max_steps, processes > 1), done))
+    resumed = len(finished)
+
+    def record(seed: int, job_hits: dict[str, list[bool]], done: Path) -> None:
+        done.write_text(json.dumps(job_hits))
+        finished.append((seed, job_hits))
+        for name, variant_hits in job_hits.items():
+            print(f"seed {seed}: {name}: {sum(variant_hits)}/{len(rows)} ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
+
+    if processes > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_job, job): done for job, done in jobs}
+            for future in as_completed(futures):
+                record(*future.result(), futures[future])
+    else:
+        for job, done in jobs:
+            record(job[1], train_and_evaluate(*job), done)
+    by_seed: dict[int, dict[str, list[bool]]] = {seed: {} for seed in seeds}
+    for seed, job_hits in finished:
+        by_seed[seed].update(job_hits)
+    names = [variant.name for group in groups for variant in group]
+    return {name: [hit for seed in seeds for hit in by_seed[seed][name]] for name in names}, resumed
+
+
 def render_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     families = [*FAMILIES, "all"]
     chance = {name: family.chance for name, family in FAMILIES.items()}
@@ -330,50 +377,16 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--variants: unknown {unknown}; the variants are {[v.name for v in VARIANTS]}")
             variants = [v for v in VARIANTS if v.name in wanted or v.name in {w.trained_as for w in VARIANTS if w.name in wanted}]
         seeds = [None] if args.quick else [int(s) for s in args.seeds.split(",")]
-        hits: dict[str, list[bool]] = {v.name: [] for v in variants}
+        resumed = 0
         # one job per (trained variant, seed); an inference-only variant joins the job that trains its weights
         groups = [[v, *(w for w in variants if w.trained_as == v.name)] for v in variants if v.trained_as is None]
         if args.quick:
             hits = {v.name: evaluate(DEMO_CHECKPOINT, rows, data, v.inference_overrides) for v in variants}
             seeds_done = [None]
         else:
-            # each finished job's answers are kept in --output/jobs/: a run stopped part-way resumes where it was
-            done_dir = output / "jobs"
-            done_dir.mkdir(exist_ok=True)
-            finished, jobs = [], []
-            for seed in seeds:
-                for group in groups:
-                    done = done_dir / f"{group[0].name}-seed{seed}-steps{args.max_steps}.json".replace(" ", "_").replace("/", "")
-                    if done.is_file():
-                        finished.append((seed, json.loads(done.read_text())))
-                    else:
-                        jobs.append(((group, seed, data, rows, work, args.max_steps, args.jobs > 1), done))
-
-            def record(seed: int, job_hits: dict[str, list[bool]], done: Path) -> None:
-                done.write_text(json.dumps(job_hits))
-                finished.append((seed, job_hits))
-                for name, variant_hits in job_hits.items():
-                    print(f"seed {seed}: {name}: {sum(variant_hits)}/{len(rows)} "
-                          f"({time.perf_counter() - start:.0f} s)", flush=True)
-
-            if args.jobs > 1:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor, as_completed
-
-                context = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-                    futures = {pool.submit(_job, job): done for job, done in jobs}
-                    for future in as_completed(futures):
-                        record(*future.result(), futures[future])
-            else:
-                for job, done in jobs:
-                    record(job[1], train_and_evaluate(*job), done)
-            by_seed = {seed: {} for seed in seeds}
-            for seed, job_hits in finished:
-                by_seed[seed].update(job_hits)
-            for seed in seeds:  # pooled in seed order, each variant's answers aligned with pooled_rows
-                for name in hits:
-                    hits[name] += by_seed[seed][name]
+            answers, resumed = run_jobs(groups, seeds, data, rows, work, output / "jobs", args.max_steps, args.jobs,
+                                        start)
+            hits = {variant.name: answers[variant.name] for variant in variants}  # the table in VARIANTS order
             seeds_done = seeds
         pooled_rows = [row for _ in seeds_done for row in rows]
 
@@ -382,10 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     table = render_table(results)
     print(table)
     print(f"runtime: {runtime:.0f} s ({'quick: the shipped checkpoint' if args.quick else f'seeds {args.seeds}'}, "
-          f"{test_clips} test clips per seed)")
+          f"{test_clips} test clips per seed" + (f"; {resumed} finished jobs read from --output/jobs" if resumed else "")
+          + ")")
     (output / "results.json").write_text(json.dumps(
         {"results": results, "seeds": args.seeds if not args.quick else "shipped", "test_clips": test_clips,
-         "runtime_s": runtime}, indent=2))
+         "max_steps": args.max_steps, "runtime_s": runtime, "resumed_jobs": resumed}, indent=2))
     (output / "table.md").write_text(table + "\n")
     plot(results, output / "ablation.png",
          "synthetic benchmark: " + ("shipped checkpoint" if args.quick else f"{len(seeds)} seeds pooled"))
