@@ -318,7 +318,7 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) 
         accuracy = [table[f]["accuracy"] for f in families]
         errors = [[table[f]["accuracy"] - table[f]["low"] for f in families],
                   [table[f]["high"] - table[f]["accuracy"] for f in families]]
-        axes.bar(x, accuracy, width, yerr=errors, capsize=2, label=name)
+        axes.bar(x, accuracy, width, yerr=errors, capsize=2, label=name, color=plt.cm.tab20(i % 20))  # 10+ variants
     for j, family in enumerate(families):
         axes.hlines(FAMILIES[family].chance, j - 0.45, j + 0.45, colors="black", linestyles="dotted")
     axes.set_xticks(range(len(families)), families)
