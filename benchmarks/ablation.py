@@ -65,10 +65,11 @@ import yaml
 from transformers import AutoModelForMultimodalLM, AutoProcessor
 
 from transformers_av.evaluation import scoring
-from transformers_av.models.av_llm.configuration_av_llm import MODALITY_TOKENS
+from transformers_av.models.av_llm.processing_av_llm import mark_modality
 from transformers_av.presets import DEMO_CHECKPOINT
 from transformers_av.presets.paper import VIDEO_SALMONN_MIXING_VALUES
 from transformers_av.synthetic.benchmark import FAMILIES, answer_rows, write_benchmark
+from transformers_av.training.data import read_jsonl_rows
 
 RECIPE = Path(__file__).resolve().parent.parent / "examples" / "synthetic" / "video_salmonn.yaml"
 #: the recipe's training split (its header): 3000 clips, of every 8 three `speech` and two `count` clips
@@ -142,7 +143,7 @@ def benchmark_rows(data: Path, *, seed: int, train_clips: int, test_clips: int) 
     stamp = {"seed": seed, "sizes": {"train": train_clips, "test": test_clips}, "train_weights": RECIPE_TRAIN_WEIGHTS}
     stamp_path = data / "ablation-benchmark.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
-        return [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines() if line.strip()]
+        return [row for _, row in read_jsonl_rows(data / "test.jsonl")]
     stamp_path.unlink(missing_ok=True)  # a half-written folder is never taken for a complete one
     rows = write_benchmark(data, seed=seed, sizes=stamp["sizes"], train_weights=RECIPE_TRAIN_WEIGHTS)["test"]
     stamp_path.write_text(json.dumps(stamp))
@@ -171,7 +172,7 @@ def evaluate(model_dir: str | Path, rows: list[dict], media_root: Path, override
     (`ask_with_modality`: each prompt marked with its family's modality token, `FAMILY_MODALITY`)."""
     model = AutoModelForMultimodalLM.from_pretrained(model_dir, **(overrides or {})).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
-    asked = [{**row, "prompt": f"{MODALITY_TOKENS[FAMILY_MODALITY[row['family']]]} {row['prompt']}"} for row in rows] \
+    asked = [{**row, "prompt": mark_modality(row["prompt"], FAMILY_MODALITY[row["family"]])} for row in rows] \
         if ask_with_modality else rows
     return score_rows(rows, answer_rows(model, processor, asked, media_root=media_root))
 
@@ -193,8 +194,7 @@ def training_manifest(data: Path, variant: Variant, stage: tuple[str, ...] | Non
     if not variant.unpaired:
         return data / "train.jsonl"
     name = "train-unpaired" + ("" if stage is None else "-" + "-".join(stage)) + ".jsonl"
-    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines() if line.strip()]
-    tagged = [{**row, "modality": FAMILY_MODALITY[row["family"]]} for row in rows]
+    tagged = [{**row, "modality": FAMILY_MODALITY[row["family"]]} for _, row in read_jsonl_rows(data / "train.jsonl")]
     kept = [row for row in tagged if stage is None or row["modality"] in stage]
     path, partial = data / name, data / f"{name}.{os.getpid()}.partial"
     partial.write_text("".join(json.dumps(row) + "\n" for row in kept))
@@ -232,9 +232,9 @@ def train_and_evaluate(variants: list[Variant], seed: int, data: Path, rows: lis
                        max_steps: int | None, in_process_decoding: bool) -> dict[str, list[bool]]:
     """Train `variants[0]` with `seed` and ask the test `rows` of it and of each inference-only variant in
     `variants[1:]` (which reuse its weights); one job of `--jobs`."""
-    trained, *inference_only = variants
-    model_dir = train_variant(trained, seed, data, work / f"{trained.name}-{seed}".replace(" ", "_").replace("/", ""),
-                              max_steps, in_process_decoding=in_process_decoding)
+    trained = variants[0]
+    model_dir = train_variant(trained, seed, data, work / _file_name(f"{trained.name}-{seed}"), max_steps,
+                              in_process_decoding=in_process_decoding)
     return {variant.name: evaluate(model_dir, rows, data, variant.inference_overrides,
                                    ask_with_modality=variant.ask_with_modality) for variant in variants}
 
@@ -245,9 +245,13 @@ def _job(arguments: tuple) -> tuple[int, dict[str, list[bool]]]:
     return seed, train_and_evaluate(*arguments)
 
 
+def _file_name(text: str) -> str:
+    return text.replace(" ", "_").replace("/", "")
+
+
 def job_file(done_dir: Path, variant: Variant, seed: int, max_steps: int | None) -> Path:
     """Where the answers of `variant` trained with `seed` for `max_steps` are kept."""
-    return done_dir / f"{variant.name}-seed{seed}-steps{max_steps}.json".replace(" ", "_").replace("/", "")
+    return done_dir / _file_name(f"{variant.name}-seed{seed}-steps{max_steps}.json")
 
 
 def run_jobs(groups: list[list[Variant]], seeds: list[int], data: Path, rows: list[dict], work: Path, done_dir: Path,

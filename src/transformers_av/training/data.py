@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from ..media import has_audio_track
-from ..models.av_llm.configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
+from ..models.av_llm.configuration_av_llm import MODALITY_TOKENS
 from ..models.av_llm.processing_av_llm import mark_modality
 from ..models.common.processing_common import is_media_file
 from ..models.favor.processing_favor import SAMPLING_RATE, TEXT_ONLY_TEMPLATE
@@ -561,8 +561,4 @@ class AvLlmDataCollator(FavorDataCollator):
                              f"({sample.text!r})")
         if named:
             return sample
-        if MEDIA_TOKEN in sample.text:
-            text = mark_modality(sample.text, sample.modality)
-        else:
-            text = f"{MODALITY_TOKENS[sample.modality]} {sample.text}"
-        return dataclasses.replace(sample, text=text)
+        return dataclasses.replace(sample, text=mark_modality(sample.text, sample.modality))

@@ -376,3 +376,11 @@ def test_a_question_keeps_its_line_breaks(processor):
     batch = processor(text="<AUD> line one\nline two", audio=noise(RATE), sampling_rate=RATE)
     text = processor.tokenizer.decode(batch["input_ids"][0])
     assert "line one\nline two" in text and "<AUD><av_media>" in text
+
+
+def test_mark_modality_before_the_placeholder_or_first():
+    from transformers_av.models.av_llm.processing_av_llm import mark_modality
+
+    assert mark_modality("USER: <av_media> What is heard?", "audio") == "USER: <AUD><av_media> What is heard?"
+    assert mark_modality("What colour is the screen?", "visual") == "<VIS> What colour is the screen?"
+    assert mark_modality("<AUD_VIS> Why?", "audio_visual") == "<AUD_VIS> Why?"  # already named: unchanged

@@ -413,10 +413,13 @@ class AvLlmProcessor(AudioVisualProcessorMixin):
 
 
 def mark_modality(prompt: str, modality: str) -> str:
-    """A prompt holding the placeholder, with the modality token of `modality` ("visual", "audio",
-    "audio_visual") right before the placeholder unless the prompt already names it."""
+    """`prompt` with the modality token of `modality` ("visual", "audio", "audio_visual"), unless it already names
+    it: right before the placeholder, or first (then separated by a space) in a prompt without one (a question the
+    processor wraps in its template)."""
     token = MODALITY_TOKENS[modality]
-    return prompt if token in prompt else prompt.replace(MEDIA_TOKEN, token + MEDIA_TOKEN)
+    if token in prompt:
+        return prompt
+    return prompt.replace(MEDIA_TOKEN, token + MEDIA_TOKEN) if MEDIA_TOKEN in prompt else f"{token} {prompt}"
 
 
 __all__ = ["AvLlmProcessor", "AvLlmProcessorKwargs", "DEFAULT_PROMPT_TEMPLATE", "mark_modality"]
