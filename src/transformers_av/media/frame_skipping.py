@@ -7,7 +7,7 @@ other frame. So, packet by packet, a non-reference frame that the sampler will n
 asked with the presentation times of the frames around it) is handed to the decoder with
 ``skip_frame = "NONREF"`` (FFmpeg's ``AVDISCARD_NONREF``), which drops it after reading its header; every other packet
 is decoded as usual. The decoder -- not this module -- tells which frames are non-reference: a reference frame handed
-over with ``"NONREF"`` is decoded anyway (and then fed to the sampler like any frame), so the kept frames are
+over with ``"NONREF"`` is decoded anyway (other frames need it) but not handed to the sampler, so the kept frames are
 bit-identical to those of a full decode (``tests/media/test_frame_skipping.py`` checks it frame by frame). On the
 benchmark's 720p30 H.264 file (x264 defaults: B-frames, b-pyramid) 1,458 of 3,600 frames are skipped this way.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable
 from fractions import Fraction
 from typing import Any
 
@@ -42,23 +42,34 @@ LOOKAHEAD_PACKETS = 32
 _REMEMBERED_TIMES = 8 * LOOKAHEAD_PACKETS
 
 
-def decode_needed_frames(container: Any, stream: Any, needs: FrameNeed | None) -> Iterator[tuple[int, Any]]:
-    """The frames of ``stream`` in presentation order, each with its index among all the stream's frames, leaving
-    out non-reference frames that ``needs`` says the sampler will not keep.
+def decode_needed_frames(
+    packets: Iterable[Any], stream: Any, needs: FrameNeed | None
+) -> Generator[tuple[int, Any], None, int]:
+    """The frames of ``stream`` that ``needs`` says the sampler may keep, in presentation order, each with its index
+    among all the frames of ``packets``; non-reference frames it will not keep are not decoded at all.
 
     Args:
-        container: the open PyAV input container.
-        stream: its video stream.
-        needs: the sampler's `FrameNeed` (times in seconds since the stream start), or ``None`` to decode every frame.
+        packets: the stream's packets in decoding order, ending with an empty one (no ``pts``) that drains the
+            decoder -- ``container.demux(stream)`` gives exactly that.
+        stream: the PyAV video stream they belong to (its codec context decodes them).
+        needs: the sampler's `FrameNeed` (times in seconds since the stream start), or ``None`` to decode and
+            return every frame.
 
     Yields:
-        ``(index, frame)``: the index a full decode would give the frame, and the PyAV ``VideoFrame``.
+        ``(index, frame)``: the index a full decode of ``packets`` would give the frame, and the PyAV ``VideoFrame``.
+        A reference frame the sampler will not keep is decoded (others need it) but not yielded.
+
+    Returns:
+        how many frames ``packets`` hold: those yielded, decoded but not yielded, and skipped.
     """
     codec = stream.codec_context
     if needs is None or codec.name not in SKIPPABLE_CODECS or not stream.time_base:
-        for index, frame in enumerate(container.decode(stream)):
-            yield index, frame
-        return
+        count = 0
+        for packet in packets:
+            for frame in packet.decode():
+                yield count, frame
+                count += 1
+        return count
 
     time_base = Fraction(stream.time_base)
     start_pts = stream.start_time or 0
@@ -66,7 +77,7 @@ def decode_needed_frames(container: Any, stream: Any, needs: FrameNeed | None) -
     def seconds(pts: int | None) -> Fraction | None:
         return None if pts is None else (pts - start_pts) * time_base
 
-    packets = container.demux(stream)
+    packets = iter(packets)
     window: deque = deque()  # demuxed, not yet decoded (decoding order)
     seen: list[int] = []  # sorted presentation timestamps of the packets demuxed so far (the oldest forgotten)
     exhausted = False
@@ -85,31 +96,34 @@ def decode_needed_frames(container: Any, stream: Any, needs: FrameNeed | None) -
                     del seen[: len(seen) // 2]
             window.append(packet)
         if not window:
-            return
+            return decoded + skipped_before + len(skipped)
         packet = window.popleft()
-        skip = False
-        # (the demuxer's last, empty packet has no pts: it flushes the decoder.) Nothing is skipped before the
-        # decoder's first frame: frames it would drop anyway (those before the first keyframe it can decode from)
-        # must not be counted in the indices as skipped ones
+        needed = True
+        # (the last, empty packet has no pts: it drains the decoder.) Nothing is skipped before the decoder's first
+        # frame: frames it would drop anyway (those before the first keyframe it can decode from) must not be counted
+        # in the indices as skipped ones
         if packet.pts is not None and decoded > 0:
             below = bisect.bisect_left(seen, packet.pts)
             above = bisect.bisect_right(seen, packet.pts)
             before = seconds(seen[below - 1]) if below > 0 else None
             after = seconds(seen[above]) if above < len(seen) else None
-            skip = not needs(seconds(packet.pts), before, after)
-        if skip != skipping:
-            codec.skip_frame = "NONREF" if skip else "DEFAULT"
-            skipping = skip
-        if skip:
+            needed = needs(seconds(packet.pts), before, after)
+        if needed == skipping:
+            codec.skip_frame = "DEFAULT" if needed else "NONREF"
+            skipping = not needed
+        if not needed:
             bisect.insort(skipped, packet.pts)
         for frame in packet.decode():
+            wanted = True
             if frame.pts is not None:
                 # skipped frames shown before this one count in its index; a skipped packet that comes out
-                # decoded after all (a reference frame) counts as decoded
+                # decoded after all (a reference frame) counts as decoded, and is not one the sampler keeps
                 passed = bisect.bisect_left(skipped, frame.pts)
                 skipped_before += passed
                 del skipped[:passed]
                 if skipped and skipped[0] == frame.pts:
                     del skipped[0]
-            yield decoded + skipped_before, frame
+                    wanted = False
+            if wanted:
+                yield decoded + skipped_before, frame
             decoded += 1

@@ -113,6 +113,11 @@ class ContainerOpener:
         return not isinstance(self.target, str) and self.start is not None
 
     @property
+    def is_file(self) -> bool:
+        """A path: every open container reads on its own (several can be read at once)."""
+        return isinstance(self.target, str)
+
+    @property
     def reopenable(self) -> bool:
         return isinstance(self.target, str) or self.start is not None
 

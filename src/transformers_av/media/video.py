@@ -57,6 +57,7 @@ from .arguments import optional_count, optional_positive, positive_fraction
 from .errors import MediaDecodeError
 from .frame_conversion import FrameConverter, FrameWriter
 from .frame_skipping import decode_needed_frames
+from .segment_decoding import SegmentPlan, SegmentsDisagree, decode_segments, plan_segments
 from .frame_sampling import (
     OFFICIAL_CLIP_SECONDS,
     OFFICIAL_MAX_CLIPS,
@@ -378,16 +379,19 @@ def _memory_frames(source: Any) -> np.ndarray | list[np.ndarray]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _load_video_file(source, sampling, step, limit, max_frames, converter, allow_partial, name, decode) -> VideoClip:
+def _load_video_file(
+    source, sampling, step, limit, max_frames, converter, allow_partial, name, decode, segments: bool = True
+) -> VideoClip:
     opener = ContainerOpener(source, name)
     name = opener.name
     convert = converter(name)
     container = opener.open()
+    options = FAST_DECODER_OPTIONS if decode == "fast" else {}
     try:
         stream = first_stream(container, "video", name)
         stream.thread_type = "AUTO"
-        if decode == "fast":
-            stream.codec_context.options = {**stream.codec_context.options, **FAST_DECODER_OPTIONS}
+        if options:
+            stream.codec_context.options = {**stream.codec_context.options, **options}
         rate = _stream_rate(stream)
         time_base = Fraction(stream.time_base) if stream.time_base else None
         start_pts = stream.start_time or 0
@@ -413,8 +417,17 @@ def _load_video_file(source, sampling, step, limit, max_frames, converter, allow
         expected_seconds = header_duration if limit is None else limit if header_duration is None else min(
             header_duration, limit
         )
+        # several decoders at once, one per segment between IDR frames (a file with such frames, several CPUs)
+        plan = plan_segments(opener.open, stream, limit_seconds=limit) if segments and opener.is_file else None
+
+        def frames(needs: FrameNeed) -> Iterator[tuple[int, Any]]:
+            if plan is None:
+                return decode_needed_frames(container.demux(stream), stream, needs)
+            return decode_segments(plan, opener.open, stream.index, needs, options)
+
         sampled = sample_frames(
-            lambda needs: _decode_video(container, stream, name, rate, convert, expected_seconds, allow_partial, needs),
+            lambda needs: _decode_video(container, stream, name, rate, convert, expected_seconds, allow_partial,
+                                        frames(needs)),
             sampling=sampling,
             step=step, limit=limit, max_frames=max_frames, convert=convert, name=name, clip_duration=clip_duration,
             header_duration=header_duration, frame_period=lambda item: _frame_duration(item[2], stream, rate),
@@ -422,8 +435,13 @@ def _load_video_file(source, sampling, step, limit, max_frames, converter, allow
         )
         source_size = convert.orientation.displayed_size(stream.codec_context.height, stream.codec_context.width)
         return _clip(sampled, convert, sampling=sampling, rate=rate, source_size=source_size, name=name)
+    except SegmentsDisagree as error:
+        logger.info("%s: %s; decoding it again with one decoder.", name, error)
     finally:
         container.close()
+    return _load_video_file(
+        source, sampling, step, limit, max_frames, converter, allow_partial, name, decode, segments=False
+    )
 
 
 def _stream_rate(stream) -> Fraction | None:
@@ -441,10 +459,10 @@ def _decode_video(
     convert: FrameConverter,
     expected_seconds: Fraction | None,
     allow_partial: bool,
-    needs: FrameNeed | None,
+    decoded: Iterator[tuple[int, Any]],
 ) -> Iterator[TimedFrame]:
-    """The frames of `stream` in presentation order, with their times as exact fractions of a second -- except
-    non-reference frames that the sampler will not keep (its `needs`), which are not decoded (`frame_skipping`).
+    """The ``decoded`` frames of `stream` -- those the sampler may keep, in presentation order, with their indices
+    (`frame_skipping`, `segment_decoding`) -- with their times as exact fractions of a second.
 
     The first frame tells `convert` which way up the video is shown (its display matrix, else the stream's ``rotate``
     tag); a progress bar appears when decoding takes more than a few seconds. An FFmpeg error part-way raises
@@ -455,7 +473,7 @@ def _decode_video(
     progress = DecodeProgress(name, None if expected_seconds is None else float(expected_seconds), "video")
     count = 0  # frames decoded
     try:
-        for index, frame in decode_needed_frames(container, stream, needs):
+        for index, frame in decoded:
             if frame.pts is not None and time_base is not None:
                 time = (frame.pts - start_pts) * time_base
             else:  # no timestamps at all: assume a constant frame rate
@@ -474,6 +492,7 @@ def _decode_video(
         logger.warning("%s: decoding stopped after %d frame(s): %s; keeping them (allow_partial=True).",
                        name, count, error)
     finally:
+        decoded.close()  # stops the segment decoders' threads now, when the sampler stops early
         progress.close()
 
 
