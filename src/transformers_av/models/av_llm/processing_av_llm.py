@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,6 +15,7 @@ from transformers.processing_utils import Unpack
 from .configuration_av_llm import MEDIA_TOKEN, MODALITY_TOKENS
 from .token_counts import linear_connector_token_count, split_into_segments
 from ...media.audio import has_audio_track, load_audio
+from ...media.background import in_background
 from ...media.image import load_image
 from ...media.remote import reuse_downloads
 from ...media.video import load_video
@@ -26,6 +29,7 @@ from ..common.processing_common import (
     describe,
     in_memory_audio,
     is_media_file,
+    is_path,
     naming_the_sample,
     per_sample,
     sample_media,
@@ -265,25 +269,31 @@ class AvLlmProcessor(AudioVisualProcessorMixin):
             max_seconds=self.max_video_seconds,
         )
         allow_partial = output_kwargs["allow_partial"]
-        if wants_visual and video is not None:
-            video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
-            frames = load_video(
-                video, **sampling.load_arguments(),
-                frames_transform=lambda batch: self._frames_to_pixels(batch, **video_pixels),
-                decode=output_kwargs["videos_kwargs"].get("decode") or "exact",
-                allow_partial=allow_partial,
-            ).frames  # (T, 3, H, W) model pixels
-        elif wants_visual:
-            frames = self._frames_to_pixels(load_image(image)[None], **pixel_kwargs(output_kwargs["images_kwargs"]))
+        load_track = None
         if wants_audio:
             own_track = audio is None
             source = video if own_track else audio
             rate = self.audio_sampling_rate(output_kwargs["audio_kwargs"]) if in_memory_audio(source) else None
-            waveform = load_audio(
-                source, sampling_rate=self.sampling_rate, source_sampling_rate=rate,
+            load_track = partial(
+                load_audio, source, sampling_rate=self.sampling_rate, source_sampling_rate=rate,
                 max_seconds=sampling.max_seconds if own_track else None,  # the same span as the frames
                 allow_partial=allow_partial,
-            ).waveform
+            )
+        # the video's own sound track decodes in a thread while the frames do
+        beside_frames = load_track is not None and wants_visual and audio is None and is_path(video)
+        with in_background(load_track) if beside_frames else nullcontext() as track:
+            if wants_visual and video is not None:
+                video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
+                frames = load_video(
+                    video, **sampling.load_arguments(),
+                    frames_transform=lambda batch: self._frames_to_pixels(batch, **video_pixels),
+                    decode=output_kwargs["videos_kwargs"].get("decode") or "exact",
+                    allow_partial=allow_partial,
+                ).frames  # (T, 3, H, W) model pixels
+            elif wants_visual:
+                frames = self._frames_to_pixels(load_image(image)[None], **pixel_kwargs(output_kwargs["images_kwargs"]))
+        if wants_audio:
+            waveform = (load_track() if track is None else track.result()).waveform
             if not np.isfinite(waveform).all():
                 raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")
             if len(waveform) < self.num_audio_segments:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from transformers.processing_utils import ProcessorMixin, Unpack
 
 from .windows import WindowPlan, audio_visual_plan
 from ...media.audio import has_audio_track, load_audio
+from ...media.background import in_background
 from ...media.image import load_image
 from ...media.remote import reuse_downloads
 from ...media.frame_conversion import FrameWriter
@@ -267,23 +269,30 @@ class FavorProcessor(AudioVisualProcessorMixin):
             video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
             side = self.image_processor.output_size(video_pixels.get("size"))
             decode = output_kwargs["videos_kwargs"].get("decode") or "exact"
-            clip = load_video(
-                video, **sampling.load_arguments(),
-                # each kept (H, W, 3) uint8 frame becomes its (3, side, side) model pixels right after decoding,
-                # written straight into the clip's array: one frame at a time is held at full resolution
-                frame_writer=FrameWriter(
-                    (3, side, side), np.float32,
-                    lambda frame, row: self.image_processor.preprocess_frames(
-                        frame[None], out=torch.from_numpy(row)[None], **video_pixels
-                    ),
-                ),
-                # "fast": FFmpeg's scaler resizes to the model's size (area averaging) as it converts to RGB
-                decode=decode, size=(side, side) if decode == "fast" else None,
-                allow_partial=allow_partial,
+            # the video's own sound track decodes in a thread while the frames do
+            own_track = audio is None and output_kwargs["use_video_audio"] and is_path(video) and has_audio_track(video)
+            track_loader = (
+                in_background(load_audio, video, sampling_rate=SAMPLING_RATE, allow_partial=allow_partial)
+                if own_track else nullcontext()
             )
+            with track_loader as track:
+                clip = load_video(
+                    video, **sampling.load_arguments(),
+                    # each kept (H, W, 3) uint8 frame becomes its (3, side, side) model pixels right after decoding,
+                    # written straight into the clip's array: one frame at a time is held at full resolution
+                    frame_writer=FrameWriter(
+                        (3, side, side), np.float32,
+                        lambda frame, row: self.image_processor.preprocess_frames(
+                            frame[None], out=torch.from_numpy(row)[None], **video_pixels
+                        ),
+                    ),
+                    # "fast": FFmpeg's scaler resizes to the model's size (area averaging) as it converts to RGB
+                    decode=decode, size=(side, side) if decode == "fast" else None,
+                    allow_partial=allow_partial,
+                )
             frames = clip.frames  # (T, 3, size, size) model pixels
-            if audio is None and output_kwargs["use_video_audio"] and is_path(video) and has_audio_track(video):
-                waveform = load_audio(video, sampling_rate=SAMPLING_RATE, allow_partial=allow_partial).waveform
+            if track is not None:
+                waveform = track.result().waveform
         if image is not None:
             image_pixels = pixel_kwargs(output_kwargs["images_kwargs"])
             frames = self.image_processor.preprocess_frames(load_image(image)[None], **image_pixels).numpy()
