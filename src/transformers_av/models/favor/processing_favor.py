@@ -256,8 +256,9 @@ class FavorProcessor(AudioVisualProcessorMixin):
                             skip_tensor_conversion=self.skip_tensor_conversion)
 
     def _load_sample_media(self, video, audio, image, output_kwargs: dict) -> dict[str, Any]:
-        """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and a 16 kHz waveform."""
-        frames, is_image, waveform = None, False, None
+        """Decode one sample's media: pixels (T, 3, size, size), whether they are one image, and its sound (the 16 kHz
+        waveform and its features, `_load_sound`)."""
+        frames, is_image, sound = None, False, None
         if video is not None and image is not None:
             raise ValueError("give a video or an image, not both.")
         allow_partial = output_kwargs["allow_partial"]
@@ -269,12 +270,9 @@ class FavorProcessor(AudioVisualProcessorMixin):
             video_pixels = pixel_kwargs(output_kwargs["videos_kwargs"])
             side = self.image_processor.output_size(video_pixels.get("size"))
             decode = output_kwargs["videos_kwargs"].get("decode") or "exact"
-            # the video's own sound track decodes in a thread while the frames do
+            # the video's own sound track decodes (and its features are computed) in a thread while the frames decode
             own_track = audio is None and output_kwargs["use_video_audio"] and is_path(video) and has_audio_track(video)
-            track_loader = (
-                in_background(load_audio, video, sampling_rate=SAMPLING_RATE, allow_partial=allow_partial)
-                if own_track else nullcontext()
-            )
+            track_loader = in_background(self._load_sound, video, None, allow_partial) if own_track else nullcontext()
             with track_loader as track:
                 clip = load_video(
                     video, **sampling.load_arguments(),
@@ -292,24 +290,52 @@ class FavorProcessor(AudioVisualProcessorMixin):
                 )
             frames = clip.frames  # (T, 3, size, size) model pixels
             if track is not None:
-                waveform = track.result().waveform
+                sound = track.result()
         if image is not None:
             image_pixels = pixel_kwargs(output_kwargs["images_kwargs"])
             frames = self.image_processor.preprocess_frames(load_image(image)[None], **image_pixels).numpy()
             is_image = True
         if audio is not None:
             rate = self.audio_sampling_rate(output_kwargs["audio_kwargs"]) if in_memory_audio(audio) else None
-            waveform = load_audio(
-                audio, sampling_rate=SAMPLING_RATE, source_sampling_rate=rate, allow_partial=allow_partial
-            ).waveform
-        if waveform is not None and not np.isfinite(waveform).all():
-            source = audio if audio is not None else video
+            sound = self._load_sound(audio, rate, allow_partial)
+        return {"frames": frames, "is_image": is_image, "sound": sound,
+                "waveform": None if sound is None else sound["waveform"]}
+
+    def _load_sound(self, source, rate: int | None, allow_partial: bool) -> dict[str, Any] | None:
+        """One sample's sound (a file's track, or a waveform at ``rate``): the 16 kHz waveform, its Whisper log-mel
+        features per 30 s piece (``(80, 3000 * K)`` and its mask) and the BEATs fbank (``(frames, 128)``, or None),
+        or None when there is no sound (an empty track)."""
+        waveform = load_audio(
+            source, sampling_rate=SAMPLING_RATE, source_sampling_rate=rate, allow_partial=allow_partial
+        ).waveform
+        if not np.isfinite(waveform).all():
             raise ValueError(f"the audio ({describe(source)}) contains NaN or infinite values.")
-        if waveform is not None and self.max_audio_chunks is not None:
+        if self.max_audio_chunks is not None:
             waveform = waveform[: int(self.max_audio_chunks * self.audio_chunk_seconds * SAMPLING_RATE)]
-        if waveform is not None and len(waveform) == 0:
-            waveform = None
-        return {"frames": frames, "is_image": is_image, "waveform": waveform}
+        if len(waveform) == 0:
+            return None
+        chunk = int(self.audio_chunk_seconds * SAMPLING_RATE)
+        # each 30 s piece is a separate Whisper input, normalised on its own, as Whisper was trained; one call per
+        # piece (the same values): a call's STFT works on all its pieces at once, ~10 MB per piece
+        pieces = [
+            self.feature_extractor(
+                [waveform[start : start + chunk]], sampling_rate=SAMPLING_RATE, padding="max_length", max_length=chunk,
+                return_attention_mask=True, return_tensors="pt",
+            )
+            for start in range(0, len(waveform), chunk)
+        ]
+        fbank = None
+        if self.compute_audio_events:
+            minimum = int(self.audio_event_min_seconds * SAMPLING_RATE)
+            padded = np.pad(waveform, (0, minimum - len(waveform))) if len(waveform) < minimum else waveform
+            fbank = self.audio_feature_extractor(padded, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+            fbank = fbank["input_features"][0]
+        return {
+            "waveform": waveform,
+            "whisper": torch.cat([piece["input_features"][0] for piece in pieces], dim=-1),  # (80, 3000 * K)
+            "whisper_mask": torch.cat([piece["attention_mask"][0] for piece in pieces], dim=-1).bool(),  # (3000 * K,)
+            "fbank": fbank,
+        }
 
     def _add_video(self, encoding, samples):
         counts = [0 if s["frames"] is None else len(s["frames"]) for s in samples]
@@ -328,58 +354,30 @@ class FavorProcessor(AudioVisualProcessorMixin):
         encoding["video_is_image"] = torch.tensor([s["is_image"] for s in samples])
 
     def _add_audio(self, encoding, samples):
-        waves = [s["waveform"] for s in samples]
-        if all(w is None for w in waves):
+        sounds = [s["sound"] for s in samples]
+        if all(sound is None for sound in sounds):
             return
-        chunk = int(self.audio_chunk_seconds * SAMPLING_RATE)
-        chunked = []
-        for wave in waves:
-            if wave is None:
-                chunked.append(None)
-                continue
-            # each 30 s piece is a separate Whisper input, normalised on its own, as Whisper was trained; one call
-            # per piece (the same values): a call's STFT works on all its pieces at once, ~10 MB per piece
-            pieces = [
-                self.feature_extractor(
-                    [wave[start : start + chunk]], sampling_rate=SAMPLING_RATE, padding="max_length", max_length=chunk,
-                    return_attention_mask=True, return_tensors="pt",
-                )
-                for start in range(0, len(wave), chunk)
-            ]
-            chunked.append((
-                torch.cat([piece["input_features"][0] for piece in pieces], dim=-1),  # (80, 3000 * K)
-                torch.cat([piece["attention_mask"][0] for piece in pieces], dim=-1).bool(),  # (3000 * K,)
-            ))
-        bins = self.feature_extractor.feature_size
-        longest = max(f.shape[-1] for f, _ in filter(None, chunked))
+        present = [sound for sound in sounds if sound is not None]
+        bins = present[0]["whisper"].shape[0]
+        longest = max(sound["whisper"].shape[-1] for sound in present)
         input_features = torch.zeros(len(samples), bins, longest)
         input_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
-        for i, item in enumerate(chunked):
-            if item is not None:
-                input_features[i, :, : item[0].shape[-1]] = item[0]
-                input_mask[i, : item[1].shape[-1]] = item[1]
+        for i, sound in enumerate(sounds):
+            if sound is not None:
+                input_features[i, :, : sound["whisper"].shape[-1]] = sound["whisper"]
+                input_mask[i, : sound["whisper_mask"].shape[-1]] = sound["whisper_mask"]
         encoding["input_features"] = input_features
         encoding["input_features_mask"] = input_mask
 
         if not self.compute_audio_events:
             return
-        minimum = int(self.audio_event_min_seconds * SAMPLING_RATE)
-        fbanks = []
-        for wave in waves:
-            if wave is None:
-                fbanks.append(None)
-                continue
-            if len(wave) < minimum:
-                wave = np.pad(wave, (0, minimum - len(wave)))
-            fbank = self.audio_feature_extractor(wave, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_features"][0]
-            fbanks.append(fbank)
-        longest = max(f.shape[0] for f in fbanks if f is not None)
-        events = torch.zeros(len(samples), longest, fbanks[next(i for i, f in enumerate(fbanks) if f is not None)].shape[-1])
+        longest = max(sound["fbank"].shape[0] for sound in present)
+        events = torch.zeros(len(samples), longest, present[0]["fbank"].shape[-1])
         events_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
-        for i, fbank in enumerate(fbanks):
-            if fbank is not None:
-                events[i, : fbank.shape[0]] = fbank
-                events_mask[i, : fbank.shape[0]] = True
+        for i, sound in enumerate(sounds):
+            if sound is not None:
+                events[i, : sound["fbank"].shape[0]] = sound["fbank"]
+                events_mask[i, : sound["fbank"].shape[0]] = True
         encoding["audio_input_features"] = events
         encoding["audio_input_features_mask"] = events_mask
 
