@@ -23,6 +23,8 @@ preprocessing; the model is never run):
   favor           (a) `tiny_processor(tiny_favor_config("video_salmonn"))(text=..., videos=path)`: the shipped
                   processor with its default 224 px `FavorImageProcessor`, Whisper log-mel per 30 s chunk and the BEATs
                   fbank (video-SALMONN); frames sampled at 2 fps; the video's own sound track resampled to 16 kHz.
+                  The frames are decoded by several decoders at once (segments between IDR frames, one per CPU) while
+                  a thread decodes the sound track and computes its features (so the per-stage times overlap).
   favor_fast      (a) with `videos_kwargs={"decode": "fast"}`: the same frames decoded without deblocking and resized
                   to 224x224 by FFmpeg's scaler (area averaging) as they are converted to RGB; the printed
                   "fast vs exact" line gives its mean |delta| of pixel values against (a)'s.
@@ -42,10 +44,12 @@ The stages, A vs B (always run after the variants, or alone with `--stage-only`)
 over `--stage-rounds` rounds (the order alternating each round); printed: each side's min and median time and the
 min and median of the per-round ratios A/B; the outputs of A and B must be bit-identical (checked):
 
-  decode stage  `load_video` at 2 fps over the first `--stage-seconds` of the file (frames downscaled to 64x64 right
-                away, so that mostly decoding is timed): (A) non-reference frames the sampler will not keep are not
-                decoded (`media.frame_skipping`), (B) every frame decoded (the codec taken off
-                `SKIPPABLE_CODECS` here). Same frames, timestamps and frame indices (checked).
+  decode stages `load_video` at 2 fps over the first `--stage-seconds` of the file (frames downscaled to 64x64 right
+                away, so that mostly decoding is timed). Segments: (A) the stream cut at IDR frames and decoded by
+                `decode_workers()` decoders at once (`media.segment_decoding`), (B) one decoder with FFmpeg's own
+                threads. Skipping, one decoder: (A) non-reference frames the sampler will not keep are not decoded
+                (`media.frame_skipping`), (B) every frame decoded (the codec taken off `SKIPPABLE_CODECS` here).
+                Same frames, timestamps and frame indices (checked).
   pixel stage   `--stage-frames` frames of the file sampled at 2 fps are decoded once (uint8, full resolution); (A)
                 `FavorImageProcessor.preprocess_frames` -- each frame converted through one reused contiguous float
                 buffer -- and (B) the former whole-batch conversion (`permute().float() / 255`, bicubic
@@ -422,26 +426,36 @@ def interleaved_ab(title: str, sides: dict, rounds: int, same) -> None:
 
 
 def decode_stage_ab(media: Path, args) -> None:
-    from transformers_av.media import frame_skipping
-    from transformers_av.media.video import load_video
+    from transformers_av.media import frame_skipping, segment_decoding, video
 
     skippable = frame_skipping.SKIPPABLE_CODECS
+    plan_segments = video.plan_segments
 
-    def decode(skipping: bool):
+    def decode(skipping: bool = True, segments: bool = True):
         frame_skipping.SKIPPABLE_CODECS = skippable if skipping else frozenset()
+        video.plan_segments = plan_segments if segments else lambda *args, **kwargs: None
         try:
-            return load_video(str(media), fps=2.0, max_seconds=args.stage_seconds, size=(64, 64))
+            return video.load_video(str(media), fps=2.0, max_seconds=args.stage_seconds, size=(64, 64))
         finally:
             frame_skipping.SKIPPABLE_CODECS = skippable
+            video.plan_segments = plan_segments
 
     def same(a, b) -> None:
         for field in ("frames", "timestamps", "source_frame_indices", "sample_times"):
             if not np.array_equal(getattr(a, field), getattr(b, field)):
                 raise AssertionError(f"decode stage: A and B differ in {field}")
 
+    workers = segment_decoding.decode_workers()
     interleaved_ab(
-        f"decode stage, the first {args.stage_seconds:g} s at 2 fps",
-        {"A skipping": lambda: decode(True), "B every frame": lambda: decode(False)}, args.stage_rounds, same,
+        f"decode stage (segments), the first {args.stage_seconds:g} s at 2 fps",
+        {f"A {workers} segment decoders at once": decode, "B one decoder (FFmpeg's threads)":
+            lambda: decode(segments=False)},
+        args.stage_rounds, same,
+    )
+    interleaved_ab(
+        f"decode stage (skipping), the first {args.stage_seconds:g} s at 2 fps, one decoder",
+        {"A skipping": lambda: decode(segments=False), "B every frame": lambda: decode(False, segments=False)},
+        args.stage_rounds, same,
     )
 
 
