@@ -102,8 +102,9 @@ def kaldi_fbank(
     return result
 
 
-#: Frames per block of `kaldi_fbank` on waveforms longer than two blocks (8,192 frames: 82 s at 16 kHz).
-_FBANK_BLOCK_FRAMES = 8192
+#: Frames per block of `kaldi_fbank` on waveforms longer than two blocks (2,048 frames: 20 s at 16 kHz; ~30 MB of
+#: working memory per block).
+_FBANK_BLOCK_FRAMES = 2048
 
 
 def _fbank_frames(
