@@ -2,11 +2,13 @@
 
 Decoding **streams**: frames are decoded one after another and only the sampled ones are kept (converted to RGB,
 optionally downscaled right away with ``size=``, then transformed or written into their row by a `FrameWriter`; see
-`frame_conversion`). Non-reference frames that the sampler will not keep are not decoded at all (`frame_skipping`):
-the kept frames stay bit-identical to a full decode. ``decode="fast"`` trades exactness for speed (see `load_video`). Three samplers (described
-in `frame_sampling`): ``sampling="fps"`` (default, one frame every ``1 / fps`` s), ``"clip_ends"`` (the official
-video-SALMONN / FAVOR sampler: first and last frame of each 1 s clip, at most 60 clips) and ``"uniform"``
-(``num_frames`` frames spread over the whole clip, as in the Audio-Visual LLM).
+`frame_conversion`). Non-reference frames that the sampler will not keep are not decoded at all (`frame_skipping`),
+and a file that can be cut at IDR frames (H.264 / HEVC in mp4 / mov, several CPUs) is decoded by several decoders at
+once, one segment each (`segment_decoding`): the kept frames stay bit-identical to one decoder's full decode.
+``decode="fast"`` trades exactness for speed (see `load_video`). Three samplers (described in `frame_sampling`):
+``sampling="fps"`` (default, one frame every ``1 / fps`` s), ``"clip_ends"`` (the official video-SALMONN / FAVOR
+sampler: first and last frame of each 1 s clip, at most 60 clips) and ``"uniform"`` (``num_frames`` frames spread over
+the whole clip, as in the Audio-Visual LLM).
 
 Durations. ``"clip_ends"`` computes the duration ``D`` exactly as pytorchvideo's ``EncodedVideoPyAV`` does
 (``(stream.duration - stream.start_time) * time_base``; containers without a stream duration -- e.g. mkv / webm -- use
