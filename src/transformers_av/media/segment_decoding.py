@@ -324,7 +324,7 @@ class _SegmentDecoders:
             for packet in _seek_to(container, stream, self.plan.starts[k]):
                 if end is not None and packet.dts is not None and packet.dts >= end:
                     break
-                if packet.pts is None:  # the demuxer's final empty packet: drained below
+                if not packet.size:  # the demuxer's final empty packet: the decoder is drained below
                     continue
                 packet_count += 1
                 yield packet
