@@ -27,14 +27,17 @@ FPS = 25
 SECONDS = 10
 
 
-def encode(path, codec: str, params: str):
-    """A panning clip with a keyframe every second (no scene cuts: exactly one per second)."""
+def encode(path, codec: str, params: str, rotation: int = 0):
+    """A panning clip with a keyframe every second (no scene cuts: exactly one per second), shown turned by
+    ``rotation`` degrees (a phone's display matrix) when given."""
     frames = panning_frames(FPS * SECONDS, 96, 128)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
         key = "x264-params" if codec == "libx264" else "x265-params"
         stream.options = {"preset": "veryfast", "crf": "23", key: f"keyint={FPS}:min-keyint={FPS}:scenecut=0:{params}"}
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -111,6 +114,16 @@ def test_segments_give_the_frames_of_one_decoder(clip, monkeypatch, segments, kw
     # the premise: the clip was cut (a segment per second up to the limit) and every thread is gone
     assert plans[-1] is not None and len(plans[-1]) >= 5 and plans[-1].workers == workers
     assert not decode_threads()
+
+
+def test_a_turned_video_comes_out_upright_from_every_segment(tmp_path, monkeypatch, segments):
+    """The display matrix reaches each segment's decoder: frames upright (portrait), as one decoder gives them."""
+    path = encode(tmp_path / "phone.mp4", "libx264", "bframes=3:open-gop=0", rotation=90)
+    got = video.load_video(path, fps=2)
+    assert got.frames.shape[1:] == (128, 96, 3) and got.source_size == (128, 96)
+    assert_same_clip(got, one_decoder(path, monkeypatch, fps=2))
+    _, plans = segments
+    assert plans[-1] is not None and len(plans[-1]) >= 5
 
 
 def test_every_frame_with_its_index_and_pixels(clip):

@@ -59,7 +59,7 @@ from .arguments import optional_count, optional_positive, positive_fraction
 from .errors import MediaDecodeError
 from .frame_conversion import FrameConverter, FrameWriter
 from .frame_skipping import decode_needed_frames
-from .segment_decoding import SegmentPlan, SegmentsDisagree, decode_segments, plan_segments
+from .segment_decoding import SegmentsDisagree, decode_segments, plan_segments
 from .frame_sampling import (
     OFFICIAL_CLIP_SECONDS,
     OFFICIAL_MAX_CLIPS,
