@@ -125,8 +125,9 @@ def is_idr_packet(codec: str, data: bytes, extradata: bytes | None) -> bool:
 
 @dataclass(frozen=True)
 class SegmentPlan:
-    """Where the segments start: the decoding timestamps (stream time base) of their first packets, IDR keyframes.
-    Segment ``k`` runs up to segment ``k + 1``'s first packet, the last one to the end of the stream."""
+    """Where the segments start: the decoding timestamps (stream time base) of their first packets, IDR keyframes
+    (the first is the stream's first keyframe, but segment 0 is read from the stream's first packet). Segment ``k``
+    runs up to segment ``k + 1``'s first packet, the last one to the end of the stream."""
 
     starts: tuple[int, ...]
     workers: int
@@ -319,9 +320,13 @@ class _SegmentDecoders:
         end = self.plan.starts[k + 1] if k + 1 < len(self.plan.starts) else None
         packet_count = 0
 
+        # segment 0 is read from the stream's first packet, like one decoder reads it (a fresh container: the first
+        # segment taken is 0); the others from their IDR keyframe on
+        source = container.demux(stream) if k == 0 else _seek_to(container, stream, self.plan.starts[k])
+
         def packets() -> Iterator[Any]:
             nonlocal packet_count
-            for packet in _seek_to(container, stream, self.plan.starts[k]):
+            for packet in source:
                 if end is not None and packet.dts is not None and packet.dts >= end:
                     break
                 if not packet.size:  # the demuxer's final empty packet: the decoder is drained below
