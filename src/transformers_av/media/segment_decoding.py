@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from .background import release_freed_memory
 from .frame_sampling import FrameNeed
 from .frame_skipping import decode_needed_frames
 
@@ -313,6 +314,7 @@ class _SegmentDecoders:
                     self._finish(k, error=error)
         finally:
             container.close()
+            release_freed_memory()  # this thread's malloc arena (the decoder's buffers) back to the system
 
     def _decode(self, k: int, container: Any, stream: Any) -> None:
         codec = stream.codec_context

@@ -358,6 +358,14 @@ class FavorProcessor(AudioVisualProcessorMixin):
         if all(sound is None for sound in sounds):
             return
         present = [sound for sound in sounds if sound is not None]
+        if len(samples) == 1:  # the features themselves, not a padded copy (a long video's are tens of MB)
+            sound = present[0]
+            encoding["input_features"] = sound["whisper"][None]
+            encoding["input_features_mask"] = sound["whisper_mask"][None]
+            if self.compute_audio_events:
+                encoding["audio_input_features"] = sound["fbank"][None]
+                encoding["audio_input_features_mask"] = torch.ones(sound["fbank"].shape[:1], dtype=torch.bool)[None]
+            return
         bins = present[0]["whisper"].shape[0]
         longest = max(sound["whisper"].shape[-1] for sound in present)
         input_features = torch.zeros(len(samples), bins, longest)
