@@ -85,7 +85,10 @@ def orientation_from_matrix(matrix: Any, name: str = "the video") -> Orientation
 def frame_orientation(frame: Any, rotate_tag: str | None = None, name: str = "the video") -> Orientation:
     """The `Orientation` of a decoded PyAV frame: its display matrix side data, else the stream's ``rotate`` tag
     (clockwise degrees, as older muxers wrote it), else upright."""
-    for side_data in getattr(frame, "side_data", ()) or ():
+    container = getattr(frame, "side_data", None) or ()
+    for entry in container:
+        # PyAV 18.1.0 iterates the side data themselves, 18.1.1 (a mapping) their types
+        side_data = entry if hasattr(entry, "type") else container[entry]
         if getattr(side_data.type, "name", str(side_data.type)).endswith(_DISPLAYMATRIX):
             return orientation_from_matrix(bytes(side_data), name)
     if rotate_tag:
