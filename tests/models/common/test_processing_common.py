@@ -105,3 +105,23 @@ def test_vicuna_chat_template_renders_the_conversation_format():
     ]
     assert template.render(messages=messages, add_generation_prompt=True) == (
         "USER: <M> What beeps?\nASSISTANT: The phone.</s>USER: And then?\nASSISTANT:")
+
+
+def test_stack_padded_pads_masks_and_keeps_a_single_sample_uncopied():
+    from transformers_av.models.common.processing_common import stack_padded
+
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)  # 3 steps
+    b = torch.full((1, 2), 7.0)  # 1 step
+    batch, mask = stack_padded([a, None, b])
+    expected = torch.zeros(3, 3, 2)
+    expected[0] = torch.from_numpy(a)
+    expected[2, 0] = 7.0
+    assert torch.equal(batch, expected) and batch.dtype == torch.float32
+    assert mask.tolist() == [[True, True, True], [False, False, False], [True, False, False]]
+    # along the last axis (Whisper's (80, frames) features), a bool tensor padded with False
+    batch, mask = stack_padded([torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 1, dtype=torch.bool)], dim=-1)
+    assert batch.shape == (2, 2, 4) and batch.dtype == torch.bool
+    assert batch[1].tolist() == [[True, False, False, False]] * 2 and mask.tolist() == [[True] * 4, [True] + [False] * 3]
+    # one sample: the array itself (a long video's pixels are not copied)
+    batch, mask = stack_padded([a])
+    assert batch.shape == (1, 3, 2) and np.shares_memory(batch.numpy(), a) and mask.all()

@@ -33,6 +33,7 @@ from ..common.processing_common import (
     naming_the_sample,
     per_sample,
     sample_media,
+    stack_padded,
     vicuna_chat_template,
 )
 
@@ -357,16 +358,10 @@ class AvLlmProcessor(AudioVisualProcessorMixin):
         return {"input_features": features["input_features"], "is_longer": torch.zeros(len(pieces), dtype=torch.bool)}
 
     def _add_frames(self, encoding, samples):
-        counts = [0 if s["frames"] is None else len(s["frames"]) for s in samples]
-        if not any(counts):
+        if all(s["frames"] is None for s in samples):
             return
-        shape = next(s["frames"].shape[1:] for s in samples if s["frames"] is not None)
-        pixels = torch.zeros(len(samples), max(counts), *shape)
-        for i, sample in enumerate(samples):
-            if counts[i]:
-                pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
-        encoding["pixel_values_videos"] = pixels  # (B, T, 3, H, W)
-        encoding["video_frame_mask"] = torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]
+        # (B, T, 3, H, W)
+        encoding["pixel_values_videos"], encoding["video_frame_mask"] = stack_padded([s["frames"] for s in samples])
 
     def _add_audio(self, encoding, samples):
         present = [s["segments"] for s in samples if s["segments"] is not None]

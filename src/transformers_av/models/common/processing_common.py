@@ -7,6 +7,7 @@
   number of media tokens the model will produce), the answer appended as the only labelled tokens, left or right
   padding to the longest row, to `max_length` or to a multiple of `pad_to_multiple_of` (transformers' `padding`
   strategies, read from the processor's merged `text_kwargs`);
+* `stack_padded`: per-sample media tensors (frames, features) as one right-padded batch with the mask of real steps;
 * `sample_media`: one media entry per prompt, also from the nested lists transformers' processors take
   (`[[image], [], ...]`) and chat templates produce;
 """
@@ -186,6 +187,26 @@ def with_answer(tokenizer, ids: list[int], answer: str | None, max_length: int |
     if max_length is not None:
         answer_ids = answer_ids[: max_length - len(ids)]
     return ids + answer_ids, labels + answer_ids
+
+
+def stack_padded(items: list, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample tensors (or numpy arrays; ``None`` for a sample without them) as one batch right-padded with zeros
+    along ``dim`` to the longest, and the ``(batch, longest)`` bool mask of each sample's real steps. A batch of one
+    is that sample itself, not a copy (a long video's pixels are GBs). At least one item must be given."""
+    tensors = [None if item is None else torch.as_tensor(item) for item in items]
+    present = [tensor for tensor in tensors if tensor is not None]
+    lengths = torch.tensor([0 if tensor is None else tensor.shape[dim] for tensor in tensors])
+    longest = int(lengths.max())
+    mask = torch.arange(longest)[None, :] < lengths[:, None]
+    if len(tensors) == 1:
+        return present[0][None], mask
+    shape = list(present[0].shape)
+    shape[dim] = longest
+    batch = present[0].new_zeros(len(tensors), *shape)
+    for i, tensor in enumerate(tensors):
+        if tensor is not None:
+            batch[i].narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+    return batch, mask
 
 
 def pad_token_rows(rows: list[list[int]], label_rows: list[list[int]], pad_id: int, padding_side: str,

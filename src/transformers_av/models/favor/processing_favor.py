@@ -31,6 +31,7 @@ from ..common.processing_common import (
     naming_the_sample,
     per_sample,
     sample_media,
+    stack_padded,
     vicuna_chat_template,
 )
 
@@ -242,14 +243,14 @@ class FavorProcessor(AudioVisualProcessorMixin):
         plans = [
             self.window_plan(
                 0 if s["frames"] is None else len(s["frames"]),
-                0 if s["waveform"] is None else len(s["waveform"]),
+                0 if s["sound"] is None else len(s["sound"]["waveform"]),
                 is_image=s["is_image"],
             )
             for s in samples
         ]
         # [video, audio] per sample: which modalities the sample really has (zeros stay zeros in the model)
         encoding["modality_mask"] = torch.tensor(
-            [[float(s["frames"] is not None), float(s["waveform"] is not None)] for s in samples]
+            [[float(s["frames"] is not None), float(s["sound"] is not None)] for s in samples]
         )
         self._add_text(encoding, texts, answers, qformer_texts, samples, plans, output_kwargs)
         return BatchFeature(encoding, tensor_type=output_kwargs["text_kwargs"].get("return_tensors"),
@@ -298,8 +299,7 @@ class FavorProcessor(AudioVisualProcessorMixin):
         if audio is not None:
             rate = self.audio_sampling_rate(output_kwargs["audio_kwargs"]) if in_memory_audio(audio) else None
             sound = self._load_sound(audio, rate, allow_partial)
-        return {"frames": frames, "is_image": is_image, "sound": sound,
-                "waveform": None if sound is None else sound["waveform"]}
+        return {"frames": frames, "is_image": is_image, "sound": sound}
 
     def _load_sound(self, source, rate: int | None, allow_partial: bool) -> dict[str, Any] | None:
         """One sample's sound (a file's track, or a waveform at ``rate``): the 16 kHz waveform, its Whisper log-mel
@@ -338,62 +338,29 @@ class FavorProcessor(AudioVisualProcessorMixin):
         }
 
     def _add_video(self, encoding, samples):
-        counts = [0 if s["frames"] is None else len(s["frames"]) for s in samples]
-        if not any(counts):
+        if all(s["frames"] is None for s in samples):
             return
-        size = self.image_processor.size
-        if len(samples) == 1:  # the array the frames were decoded into, not a copy (a long video's pixels are GBs)
-            pixels = torch.from_numpy(samples[0]["frames"])[None]
-        else:
-            pixels = torch.zeros(len(samples), max(counts), 3, size, size)
-            for i, sample in enumerate(samples):
-                if counts[i]:
-                    pixels[i, : counts[i]] = torch.from_numpy(sample["frames"])
-        encoding["pixel_values_videos"] = pixels
-        encoding["video_frame_mask"] = torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]
+        # (B, T, 3, size, size); one sample: the array the frames were decoded into
+        encoding["pixel_values_videos"], encoding["video_frame_mask"] = stack_padded([s["frames"] for s in samples])
         encoding["video_is_image"] = torch.tensor([s["is_image"] for s in samples])
 
     def _add_audio(self, encoding, samples):
         sounds = [s["sound"] for s in samples]
         if all(sound is None for sound in sounds):
             return
-        present = [sound for sound in sounds if sound is not None]
-        if len(samples) == 1:  # the features themselves, not a padded copy (a long video's are tens of MB)
-            sound = present[0]
-            encoding["input_features"] = sound["whisper"][None]
-            encoding["input_features_mask"] = sound["whisper_mask"][None]
-            if self.compute_audio_events:
-                encoding["audio_input_features"] = sound["fbank"][None]
-                encoding["audio_input_features_mask"] = torch.ones(sound["fbank"].shape[:1], dtype=torch.bool)[None]
-            return
-        bins = present[0]["whisper"].shape[0]
-        longest = max(sound["whisper"].shape[-1] for sound in present)
-        input_features = torch.zeros(len(samples), bins, longest)
-        input_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
-        for i, sound in enumerate(sounds):
-            if sound is not None:
-                input_features[i, :, : sound["whisper"].shape[-1]] = sound["whisper"]
-                input_mask[i, : sound["whisper_mask"].shape[-1]] = sound["whisper_mask"]
-        encoding["input_features"] = input_features
-        encoding["input_features_mask"] = input_mask
-
-        if not self.compute_audio_events:
-            return
-        longest = max(sound["fbank"].shape[0] for sound in present)
-        events = torch.zeros(len(samples), longest, present[0]["fbank"].shape[-1])
-        events_mask = torch.zeros(len(samples), longest, dtype=torch.bool)
-        for i, sound in enumerate(sounds):
-            if sound is not None:
-                events[i, : sound["fbank"].shape[0]] = sound["fbank"]
-                events_mask[i, : sound["fbank"].shape[0]] = True
-        encoding["audio_input_features"] = events
-        encoding["audio_input_features_mask"] = events_mask
+        # (B, 80, 3000 * K) Whisper log-mel, each 30 s piece's own padding masked
+        encoding["input_features"], _ = stack_padded([None if s is None else s["whisper"] for s in sounds], dim=-1)
+        encoding["input_features_mask"], _ = stack_padded([None if s is None else s["whisper_mask"] for s in sounds])
+        if self.compute_audio_events:  # (B, frames, 128) BEATs fbank
+            encoding["audio_input_features"], encoding["audio_input_features_mask"] = stack_padded(
+                [None if s is None else s["fbank"] for s in sounds]
+            )
 
     def _add_text(self, encoding, texts, answers, qformer_texts, samples, plans, output_kwargs):
         token = self.audio_visual_token
         prompts, counts, kinds, instructions = [], [], [], []
         for i, (text, sample) in enumerate(zip(texts, samples)):
-            has_media = sample["frames"] is not None or sample["waveform"] is not None
+            has_media = sample["frames"] is not None or sample["sound"] is not None
             count = text.count(token)  # at most 1: checked in __call__
             if count == 1 and not has_media:
                 raise ValueError(f"Prompt {i} holds the placeholder {token!r} but sample {i} has no video, audio or image.")
