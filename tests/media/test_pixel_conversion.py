@@ -82,3 +82,30 @@ def test_processor_outputs_on_a_generated_clip_are_unchanged(tmp_path, monkeypat
     assert batch["pixel_values_videos"].shape[1] == 6  # 3 s at 2 fps
     for name in ("pixel_values_videos", "input_features", "audio_input_features", "input_ids"):
         assert torch.equal(batch[name], expected[name]), name
+
+
+def _convert_in_child(path: str, queue) -> None:
+    from transformers_av.media.video import load_video
+
+    queue.put(load_video(path, fps=2, max_frames=2).frames.sum().item())
+
+
+def test_a_forked_process_converts_frames_after_its_parent(tmp_path):
+    """A DataLoader worker forked after its parent converted frames converts its own (PyAV 18.1.1 shares a swscale
+    context per thread whose worker threads do not survive a fork: converting through it waited forever)."""
+    import multiprocessing
+
+    from transformers_av.media.video import load_video
+    from transformers_av.synthetic.media import make_frames, write_video
+
+    path = str(write_video(tmp_path / "clip.mp4", make_frames(8, 64, 64, seed=0), 4))
+    expected = load_video(path, fps=2, max_frames=2).frames.sum().item()  # the parent's conversions first
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_convert_in_child, args=(path, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        raise AssertionError("the forked process is still converting after 60 s")
+    assert child.exitcode == 0 and queue.get(timeout=5) == expected

@@ -16,6 +16,7 @@ result to copy, no batch to stack): the processors write model pixels this way.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,11 +64,27 @@ def frame_to_rgb(frame: Any, size: tuple[int, int] | None, orientation: Orientat
 
         return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR))
     if size is None:
-        return orientation.apply(frame.to_ndarray(format="rgb24"))
+        return orientation.apply(_reformat(frame, format="rgb24").to_ndarray())
     height, width = orientation.displayed_size(*size)  # the stored frame's size that turns into `size`
     # swscale area averaging: a good, cheap downscaler
-    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    rgb = _reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
     return orientation.apply(rgb)
+
+
+_reformatters = threading.local()
+
+
+def _reformat(frame: Any, **kwargs: Any) -> Any:
+    """``frame.reformat(**kwargs)`` through this thread's own single-threaded swscale context. PyAV 18.1.1 shares one
+    context per thread, with swscale worker threads by default; a process forked after using it (a DataLoader worker)
+    inherits the context but not its threads, and its next conversion waits for them forever. One thread per
+    conversion also leaves the CPUs to the decoders. The pixels are the same (swscale's slices do the same sums)."""
+    reformatter = getattr(_reformatters, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _reformatters.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, threads=1, **kwargs)
 
 
 def _size_text(size: int) -> str:
